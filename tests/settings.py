@@ -1,0 +1,91 @@
+"""Settings of the test suite: the bundled Product and an "existing shop" model, both indexed.
+
+Tasks run eagerly unless a test points Celery at the real broker and worker. The database
+is a file (SQLite by default, or DATABASE_URL) so a worker process can share it.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+SECRET_KEY = "tests-only"
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "visual_recs",
+    "tests.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# A worker started by the tests gets the test database's name through this variable.
+_worker_db = os.environ.get("VISUAL_RECS_WORKER_DB")
+DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'tests.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30}
+if _worker_db:
+    DATABASES["default"]["NAME"] = _worker_db
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+STATIC_URL = "static/"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = os.environ.get("VISUAL_RECS_TEST_MEDIA", str(VAR_DIR / "test-media"))
+USE_TZ = True
+
+CELERY_BROKER_URL = os.environ.get("VISUAL_RECS_TEST_BROKER", "redis://127.0.0.1:6379/15")
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+VISUAL_RECS = {
+    "MODELS": {
+        "products": {
+            "model": "visual_recs.Product",
+            "image_field": "image",
+            "partition_field": "gender",
+            "filter": {"is_active": True},
+        },
+        "garments": {
+            "model": "testapp.Garment",
+            "image_field": "photo",
+            "partition_field": "audience",
+            "filter": {"state": "live"},
+        },
+    },
+    "NEIGHBOURS": 20,
+}

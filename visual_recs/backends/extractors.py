@@ -1,0 +1,116 @@
+"""Feature extractors."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..images import FITS
+from . import weights as weights_module
+from .base import BaseExtractor
+
+# TensorFlow prints pages of start-up notes at INFO level; warnings and errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+POOLINGS = ("avg", "max", "flatten")
+_FEATURE_CHANNELS = 2048
+_RESNET_STRIDE = 32
+
+_weights_hashes: dict[tuple[str, int, int], str] = {}
+
+
+def _weights_hash(path: str) -> str:
+    """sha256 of a weights file, computed once per process per (path, size, mtime)."""
+    stat = Path(path).stat()
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _weights_hashes:
+        _weights_hashes[key] = weights_module.sha256_file(Path(path))
+    return _weights_hashes[key]
+
+
+class ResNet50Extractor(BaseExtractor):
+    """ImageNet ResNet50 without its classifier, as in the tutorial, with Keras' own preprocessing.
+
+    Options:
+    - ``weights``: path of a no-top Keras weights file; None finds one (see ``backends.weights``).
+    - ``pooling``: "avg" (2048-d, the default), "max", or "flatten" (the tutorial's 7x7x2048 =
+      100,352-d vector, kept for comparison: 49x larger and no better at retrieval).
+    - ``input_size``: side of the square input, a multiple of 32 (224 as trained).
+    - ``fit``: "squash" (what Keras' load_img does) or "letterbox" (keeps the aspect, white pad).
+    - ``batch_size``: images per forward pass.
+    """
+
+    def __init__(
+        self,
+        *,
+        weights: str | None = None,
+        pooling: str = "avg",
+        input_size: int = 224,
+        fit: str = "squash",
+        batch_size: int = 32,
+    ) -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}.")
+        if fit not in FITS:
+            raise ValueError(f"fit must be one of {FITS}, not {fit!r}.")
+        if input_size < _RESNET_STRIDE or input_size % _RESNET_STRIDE:
+            raise ValueError(f"input_size must be a multiple of {_RESNET_STRIDE}, not {input_size!r}.")
+        self.weights = weights
+        self.pooling = pooling
+        self.input_size = (input_size, input_size)
+        self.fit = fit
+        self.batch_size = int(batch_size)
+        self._network = None
+        self._lock = threading.Lock()
+
+    def weights_source(self) -> str:
+        """The weights file Keras will load, or "imagenet" for Keras' own download."""
+        return weights_module.resolve(self.weights)
+
+    @property
+    def model_id(self) -> str:
+        source = self.weights_source()
+        weights_tag = "keras-imagenet" if source == "imagenet" else _weights_hash(source)[:12]
+        return f"resnet50:{self.pooling}:{self.input_size[0]}:{self.fit}:{weights_tag}"
+
+    @property
+    def dims(self) -> int:
+        if self.pooling == "flatten":
+            side = self.input_size[0] // _RESNET_STRIDE
+            return side * side * _FEATURE_CHANNELS
+        return _FEATURE_CHANNELS
+
+    def network(self):
+        """The Keras model, built on first use; one per extractor (so one per process)."""
+        if self._network is None:
+            with self._lock:
+                if self._network is None:
+                    self._network = self._build()
+        return self._network
+
+    def _build(self):
+        from keras.applications import ResNet50
+
+        return ResNet50(
+            weights=self.weights_source(),
+            include_top=False,
+            pooling=None if self.pooling == "flatten" else self.pooling,
+            input_shape=(*self.input_size, 3),
+        )
+
+    def extract(self, images: np.ndarray) -> np.ndarray:
+        from keras.applications.resnet50 import preprocess_input
+
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != (self.input_size[1], self.input_size[0], 3):
+            raise ValueError(f"Expected images of shape (n, {self.input_size[1]}, {self.input_size[0]}, 3).")
+        network = self.network()
+        out = np.empty((len(images), self.dims), dtype=np.float32)
+        for start in range(0, len(images), self.batch_size):
+            batch = preprocess_input(images[start : start + self.batch_size].astype(np.float32))
+            features = network.predict_on_batch(batch)
+            out[start : start + len(batch)] = np.asarray(features, dtype=np.float32).reshape(len(batch), -1)
+        return out

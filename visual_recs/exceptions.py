@@ -1,0 +1,39 @@
+"""The app's few exception classes.
+
+Every message is written for a person: it ends up in ``FeatureVector.error``, the admin
+and API responses, so it says what is wrong with the input rather than how the code failed.
+"""
+
+from __future__ import annotations
+
+
+class VisualRecsError(Exception):
+    """Base class of every error this app raises on purpose."""
+
+
+class ImageError(VisualRecsError):
+    """A photo cannot be turned into an input for the network; ``str()`` says why."""
+
+
+class MissingImage(ImageError):
+    """The product has no photo, or its file is gone from storage."""
+
+
+class ImageTooLarge(ImageError):
+    """The file is bigger than the configured maximum number of bytes."""
+
+
+class ImageTooManyPixels(ImageError):
+    """The image declares more pixels than allowed (a decompression bomb, or just huge)."""
+
+
+class UnreadableImage(ImageError):
+    """Not an image Pillow can decode: another file type, truncated or corrupt data."""
+
+
+class WeightsError(VisualRecsError):
+    """The ResNet50 weights cannot be found, fetched, verified or converted."""
+
+
+class NotRegistered(VisualRecsError):
+    """A model, or a key of ``VISUAL_RECS["MODELS"]``, that the app does not index."""

@@ -1,0 +1,508 @@
+"""The one domain service: photos to vectors, vectors to neighbour lists, lists to pages.
+
+Tasks, signals, the admin, the management commands, the API and the template tag are thin
+shells over the functions here: ``index``, ``index_many``, ``unindex``, ``refresh_partition``,
+``similar_to`` and ``objects_needing_work``.
+
+Neighbour lists are kept exact as products come and go: when some vectors change, only the
+lists that can be affected are recomputed (the changed products' own, those that name a
+changed product, and those a new vector is now closer to than their farthest entry); when
+much of a partition changed, the whole partition is rebuilt in one blocked pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import models, transaction
+from django.db.models import Count, Max
+
+from . import registry
+from .backends import get_extractor, get_index
+from .conf import app_settings
+from .exceptions import ImageError, ImageTooLarge, MissingImage
+from .images import decode_image, read_image_bytes
+from .models import FeatureVector, SimilarItem
+from .registry import IndexedModel
+
+logger = logging.getLogger(__name__)
+
+Status = FeatureVector.Status
+
+# Photos are decoded in threads (Pillow releases the GIL) while the network runs on the
+# previous batch; two decoders keep up with ResNet50 on a CPU.
+DECODE_THREADS = 2
+# Above this share of a partition changed, one full rebuild is cheaper than repairs.
+FULL_REBUILD_SHARE = 0.25
+_SQL_CHUNK = 500  # ids per IN (...) clause: well under SQLite's variable limit
+
+
+@dataclass
+class Summary:
+    """What one indexing run did, by outcome."""
+
+    indexed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    no_image: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.indexed} indexed, {self.unchanged} skipped unchanged, "
+            f"{self.failed} failed, {self.no_image} without a photo"
+        )
+
+
+@dataclass
+class Similar:
+    """One recommendation: a shown object and its distance to the product."""
+
+    object: models.Model
+    distance: float
+    rank: int
+
+
+@dataclass
+class _Job:
+    """One object on its way through ``index_many``."""
+
+    obj: models.Model
+    object_id: str
+    partition: str
+    listed: bool
+    existing: FeatureVector | None
+    sha256: str = ""
+    pixels: np.ndarray | None = None
+    error: str = ""
+    outcome: str = ""  # "extract", "unchanged", "failed" or "no_image"
+
+
+def photo_sha256(image) -> str:
+    """sha256 of a stored photo, streamed in chunks; "" when there is no readable file."""
+    if not image:
+        return ""
+    digest = hashlib.sha256()
+    try:
+        with image.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except (FileNotFoundError, OSError):
+        return ""
+    return digest.hexdigest()
+
+
+# --- indexing ---------------------------------------------------------------------------
+
+
+def index(obj: models.Model, *, force: bool = False) -> str:
+    """Index one object now; returns its outcome ("indexed", "unchanged", "failed", "no_image")."""
+    summary = index_many([obj], force=force)
+    for outcome in ("indexed", "unchanged", "failed", "no_image"):
+        if getattr(summary, outcome):
+            return outcome
+    raise AssertionError("index_many accounted for no object")
+
+
+def index_many(
+    objects: Iterable[models.Model],
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Summary:
+    """Index objects of registered models in batches, then bring the neighbour lists up to date.
+
+    A photo whose hash and extractor are unchanged is skipped (unless ``force``); a photo that
+    cannot be used marks that object's vector ``failed`` with the reason, and the run goes on.
+    ``progress`` is called with the number of objects finished after each batch.
+    """
+    extractor = get_extractor()
+    model_id = extractor.model_id
+    summary = Summary()
+    changed: dict[str, set[str]] = defaultdict(set)  # indexed model key -> object ids
+    touched_partitions: dict[str, set[str]] = defaultdict(set)
+    registrations: dict[str, IndexedModel] = {}
+
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="visual_recs_decode") as pool:
+        for indexed_model, jobs in _prepared_batches(objects, extractor, model_id, force, pool):
+            registrations[indexed_model.key] = indexed_model
+            _extract(extractor, [job for job in jobs if job.outcome == "extract"])
+            _store(indexed_model, jobs, model_id, summary)
+            for job in jobs:
+                if _affects_lists(job):
+                    changed[indexed_model.key].add(job.object_id)
+                    touched_partitions[indexed_model.key].add(job.partition)
+                    if job.existing is not None:
+                        touched_partitions[indexed_model.key].add(job.existing.partition)
+            if progress is not None:
+                progress(len(jobs))
+
+    for key, object_ids in changed.items():
+        update_neighbours(registrations[key], object_ids, touched_partitions[key])
+    return summary
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _prepared_batches(objects, extractor, model_id, force, pool) -> Iterator[tuple[IndexedModel, list[_Job]]]:
+    """Batches of jobs whose photos were read and decoded in ``pool``, one batch ahead of the caller."""
+    ahead: tuple[IndexedModel, list[_Job], list[Future]] | None = None
+    for batch in _chunks(objects, extractor.batch_size):
+        by_model: dict[type, list[models.Model]] = defaultdict(list)
+        for obj in batch:
+            by_model[type(obj)].append(obj)
+        for model_class, objs in by_model.items():
+            indexed_model = registry.for_model(model_class)
+            jobs = _jobs_for(indexed_model, objs)
+            futures = [pool.submit(_read_and_decode, job, indexed_model, extractor, model_id, force) for job in jobs]
+            if ahead is not None:
+                yield _finished(ahead)
+            ahead = (indexed_model, jobs, futures)
+    if ahead is not None:
+        yield _finished(ahead)
+
+
+def _finished(ahead) -> tuple[IndexedModel, list[_Job]]:
+    indexed_model, jobs, futures = ahead
+    for future in futures:
+        future.result()  # re-raises a programming error from the thread; image errors are on the job
+    return indexed_model, jobs
+
+
+def _jobs_for(indexed_model: IndexedModel, objs: Sequence[models.Model]) -> list[_Job]:
+    """Jobs with the database facts they need, in two queries for the whole batch."""
+    ids = [str(obj.pk) for obj in objs]
+    existing = {
+        vector.object_id: vector
+        for vector in FeatureVector.objects.filter(content_type=indexed_model.content_type, object_id__in=ids).defer(
+            "vector"
+        )
+    }
+    listed = {str(pk) for pk in indexed_model.shown().filter(pk__in=[obj.pk for obj in objs]).values_list("pk", flat=True)}
+    return [
+        _Job(
+            obj=obj,
+            object_id=object_id,
+            partition=indexed_model.partition_of(obj),
+            listed=object_id in listed,
+            existing=existing.get(object_id),
+        )
+        for obj, object_id in zip(objs, ids)
+    ]
+
+
+def _read_and_decode(job: _Job, indexed_model: IndexedModel, extractor, model_id: str, force: bool) -> None:
+    """Runs in a decoder thread: fills ``job.outcome`` and its photo's hash, pixels or error."""
+    image = indexed_model.image_of(job.obj)
+    if image is None:
+        job.outcome = "no_image"
+        return
+    try:
+        data = read_image_bytes(image, max_bytes=app_settings.MAX_IMAGE_BYTES)
+    except ImageTooLarge as exc:
+        job.sha256, job.outcome, job.error = photo_sha256(image), "failed", str(exc)
+        return
+    except ImageError as exc:
+        job.outcome, job.error = "failed", str(exc)
+        return
+    job.sha256 = hashlib.sha256(data).hexdigest()
+    existing = job.existing
+    if (
+        not force
+        and existing is not None
+        and existing.image_sha256 == job.sha256
+        and (existing.status == Status.FAILED or (existing.status == Status.READY and existing.model_id == model_id))
+    ):
+        # Same photo as last time: a ready vector is still right, and a failed one would fail again.
+        job.outcome = "unchanged"
+        return
+    try:
+        job.pixels = decode_image(
+            data, size=extractor.input_size, fit=extractor.fit, max_pixels=app_settings.MAX_IMAGE_PIXELS
+        )
+        job.outcome = "extract"
+    except ImageError as exc:
+        job.outcome, job.error = "failed", str(exc)
+
+
+def _extract(extractor, jobs: list[_Job]) -> None:
+    if not jobs:
+        return
+    vectors = extractor.extract(np.stack([job.pixels for job in jobs]))
+    for job, vector in zip(jobs, vectors):
+        job.pixels = vector  # the vector replaces the pixels: the batch holds one or the other
+
+
+def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary: Summary) -> None:
+    """Write the batch's outcomes: upsert vectors, delete those of objects that lost their photo."""
+    content_type = indexed_model.content_type
+    rows: list[FeatureVector] = []
+    for job in jobs:
+        if job.outcome == "no_image":
+            summary.no_image += 1
+            continue
+        if job.outcome == "unchanged":
+            summary.unchanged += 1
+            existing = job.existing
+            if existing.partition != job.partition or existing.listed != job.listed:
+                FeatureVector.objects.filter(pk=existing.pk).update(partition=job.partition, listed=job.listed)
+            continue
+        row = FeatureVector(
+            content_type=content_type,
+            object_id=job.object_id,
+            partition=job.partition,
+            listed=job.listed,
+            image_sha256=job.sha256,
+        )
+        if job.outcome == "extract":
+            summary.indexed += 1
+            row.status, row.error, row.attempts = Status.READY, "", 0
+            row.model_id, row.dims, row.vector = model_id, len(job.pixels), FeatureVector.to_bytes(job.pixels)
+        else:
+            summary.failed += 1
+            summary.failures.append((job.object_id, job.error))
+            logger.warning("visual_recs: %s %s failed: %s", indexed_model.label, job.object_id, job.error)
+            row.status, row.error = Status.FAILED, job.error
+            row.attempts = (job.existing.attempts if job.existing else 0) + 1
+            row.model_id, row.dims, row.vector = model_id, 0, None
+        rows.append(row)
+    no_image_ids = [job.object_id for job in jobs if job.outcome == "no_image"]
+    with transaction.atomic():
+        if rows:
+            FeatureVector.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["content_type", "object_id"],
+                update_fields=[
+                    "partition", "listed", "status", "error", "attempts", "model_id", "dims", "vector",
+                    "image_sha256", "updated_at",
+                ],
+            )
+        if no_image_ids:
+            FeatureVector.objects.filter(content_type=content_type, object_id__in=no_image_ids).delete()
+
+
+def _affects_lists(job: _Job) -> bool:
+    """Whether the job may change some neighbour list."""
+    existing = job.existing
+    if job.outcome == "extract":
+        return True
+    was_ready = existing is not None and existing.status == Status.READY
+    if job.outcome in ("failed", "no_image"):
+        return was_ready
+    return was_ready and (existing.partition != job.partition or existing.listed != job.listed)
+
+
+def unindex(indexed_model: IndexedModel, object_id: str) -> None:
+    """Forget an object: its vector, its list, and its place in other lists (which are repaired)."""
+    object_id = str(object_id)
+    content_type = indexed_model.content_type
+    partitions = set(
+        FeatureVector.objects.filter(content_type=content_type, object_id=object_id).values_list("partition", flat=True)
+    )
+    partitions |= _partitions_of_sources_naming(indexed_model, {object_id})
+    FeatureVector.objects.filter(content_type=content_type, object_id=object_id).delete()
+    update_neighbours(indexed_model, {object_id}, partitions)
+
+
+# --- neighbour lists --------------------------------------------------------------------
+
+
+@dataclass
+class _Partition:
+    """The ready vectors of one partition, as arrays."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    listed: np.ndarray  # bool per row
+
+    @property
+    def candidate_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.listed)
+
+
+def _load_partition(indexed_model: IndexedModel, partition: str) -> _Partition:
+    model_id = get_extractor().model_id
+    rows = FeatureVector.objects.filter(
+        content_type=indexed_model.content_type, partition=partition, status=Status.READY, model_id=model_id
+    ).values_list("object_id", "vector", "listed", "dims")
+    ids, vectors, listed = [], [], []
+    for object_id, vector, is_listed, dims in rows.iterator(chunk_size=1000):
+        ids.append(object_id)
+        vectors.append(np.frombuffer(bytes(vector), dtype="<f4", count=dims))
+        listed.append(is_listed)
+    matrix = np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+    return _Partition(ids, matrix, np.array(listed, dtype=bool))
+
+
+def _partitions_of_sources_naming(indexed_model: IndexedModel, object_ids: set[str]) -> set[str]:
+    content_type = indexed_model.content_type
+    sources = set()
+    for chunk in _chunks(object_ids, _SQL_CHUNK):
+        sources.update(
+            SimilarItem.objects.filter(content_type=content_type, target_id__in=chunk).values_list(
+                "source_id", flat=True
+            )
+        )
+    partitions = set()
+    for chunk in _chunks(sources, _SQL_CHUNK):
+        partitions.update(
+            FeatureVector.objects.filter(content_type=content_type, object_id__in=chunk).values_list(
+                "partition", flat=True
+            )
+        )
+    return partitions
+
+
+def refresh_partition(indexed_model: IndexedModel, partition: str) -> int:
+    """Rebuild every neighbour list of one partition; returns how many lists were written."""
+    data = _load_partition(indexed_model, partition)
+    content_type = indexed_model.content_type
+    stale_sources = set(
+        FeatureVector.objects.filter(content_type=content_type, partition=partition).values_list(
+            "object_id", flat=True
+        )
+    ) - set(data.ids)
+    _write_lists(indexed_model, data, np.arange(len(data.ids)), clear=stale_sources)
+    return len(data.ids)
+
+
+def update_neighbours(indexed_model: IndexedModel, changed_ids: set[str], partitions: set[str]) -> int:
+    """Repair the lists that ``changed_ids`` (new, changed, moved or removed vectors) can affect.
+
+    ``partitions`` are the partitions those objects are in now or were in before.
+    Returns how many lists were rewritten.
+    """
+    written = 0
+    k = app_settings.NEIGHBOURS
+    content_type = indexed_model.content_type
+    # Lists of changed objects that have no ready vector any more (failed, no photo, deleted).
+    _delete_lists(content_type, changed_ids)
+    for partition in partitions:
+        data = _load_partition(indexed_model, partition)
+        if not data.ids:
+            continue
+        row_of = {object_id: row for row, object_id in enumerate(data.ids)}
+        changed_rows = np.array(sorted(row_of[i] for i in changed_ids if i in row_of), dtype=int)
+        if len(changed_rows) > FULL_REBUILD_SHARE * len(data.ids):
+            written += refresh_partition(indexed_model, partition)
+            continue
+        rows = set(changed_rows.tolist())
+        # Lists naming a changed object hold a stale distance, or an object that left.
+        for chunk in _chunks(changed_ids, _SQL_CHUNK):
+            naming = SimilarItem.objects.filter(content_type=content_type, target_id__in=chunk)
+            rows.update(row_of[s] for s in naming.values_list("source_id", flat=True) if s in row_of)
+        # Lists that a changed, listed vector now belongs in: closer than their farthest entry, or not full.
+        new_candidates = changed_rows[data.listed[changed_rows]] if len(changed_rows) else changed_rows
+        if len(new_candidates):
+            worst = np.full(len(data.ids), np.inf)
+            counts = np.zeros(len(data.ids), dtype=int)
+            for entry in (
+                SimilarItem.objects.filter(content_type=content_type, source_id__in=data.ids)
+                .values("source_id")
+                .annotate(worst=Max("distance"), n=Count("id"))
+            ):
+                worst[row_of[entry["source_id"]]] = entry["worst"]
+                counts[row_of[entry["source_id"]]] = entry["n"]
+            available = len(data.candidate_rows) - data.listed.astype(int)  # candidates other than itself
+            full = counts >= np.minimum(k, available)
+            nearest = get_index().kneighbors(data.vectors, data.vectors[new_candidates], 1)
+            for row, hits in enumerate(nearest):
+                if not full[row] or (hits and hits[0][1] < worst[row]):
+                    rows.add(row)
+        written += _write_lists(indexed_model, data, np.array(sorted(rows), dtype=int))
+    return written
+
+
+def _write_lists(indexed_model: IndexedModel, data: _Partition, source_rows: np.ndarray, clear: set[str] = frozenset()) -> int:
+    """Compute and store the lists of ``source_rows``; also delete the lists of ``clear``."""
+    content_type = indexed_model.content_type
+    candidates = data.candidate_rows
+    position_in_candidates = np.full(len(data.ids), -1)
+    position_in_candidates[candidates] = np.arange(len(candidates))
+    neighbours = (
+        get_index().kneighbors(
+            data.vectors[source_rows],
+            data.vectors[candidates],
+            app_settings.NEIGHBOURS,
+            exclude=position_in_candidates[source_rows],
+        )
+        if len(source_rows) and len(candidates)
+        else [[] for _ in source_rows]
+    )
+    items = [
+        SimilarItem(
+            content_type=content_type,
+            source_id=data.ids[source_row],
+            target_id=data.ids[candidates[position]],
+            rank=rank,
+            distance=distance,
+        )
+        for source_row, hits in zip(source_rows, neighbours)
+        for rank, (position, distance) in enumerate(hits, start=1)
+    ]
+    with transaction.atomic():
+        _delete_lists(content_type, {data.ids[row] for row in source_rows} | set(clear))
+        SimilarItem.objects.bulk_create(items, batch_size=1000)
+    return len(source_rows)
+
+
+def _delete_lists(content_type, source_ids: Iterable[str]) -> None:
+    for chunk in _chunks(source_ids, _SQL_CHUNK):
+        SimilarItem.objects.filter(content_type=content_type, source_id__in=chunk).delete()
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def similar_to(obj: models.Model, limit: int = 5) -> list[Similar]:
+    """The nearest shown objects to ``obj`` in its partition, nearest first, in two queries.
+
+    The model's filter applies now, so a deleted or deactivated product never shows, even
+    before the lists are rebuilt.
+    """
+    indexed_model = registry.for_model(obj)
+    entries = list(
+        SimilarItem.objects.filter(content_type=indexed_model.content_type, source_id=str(obj.pk))
+        .order_by("rank")
+        .values_list("target_id", "distance", "rank")
+    )
+    to_pk = indexed_model.model._meta.pk.to_python
+    shown = indexed_model.shown().in_bulk([to_pk(target_id) for target_id, _, _ in entries])
+    by_id = {str(pk): item for pk, item in shown.items()}
+    results = [
+        Similar(by_id[target_id], distance, rank) for target_id, distance, rank in entries if target_id in by_id
+    ]
+    return results[:limit]
+
+
+# --- what needs work --------------------------------------------------------------------
+
+
+def objects_needing_work(indexed_model: IndexedModel) -> models.QuerySet:
+    """Objects whose vector is pending, made by another extractor, or missing though they have a photo."""
+    content_type = indexed_model.content_type
+    model_id = get_extractor().model_id
+    vectors = FeatureVector.objects.filter(content_type=content_type)
+    to_do = set(vectors.filter(status=Status.PENDING).values_list("object_id", flat=True))
+    to_do |= set(vectors.filter(status=Status.READY).exclude(model_id=model_id).values_list("object_id", flat=True))
+    known = set(vectors.values_list("object_id", flat=True))
+    with_photo = {str(pk) for pk in indexed_model.with_photo().values_list("pk", flat=True)}
+    to_do |= with_photo - known
+    to_pk = indexed_model.model._meta.pk.to_python
+    return indexed_model.all().filter(pk__in=[to_pk(object_id) for object_id in to_do])

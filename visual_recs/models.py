@@ -1,0 +1,146 @@
+"""The bundled catalog model and the two tables the app keeps about any host model.
+
+``FeatureVector`` and ``SimilarItem`` point at products by content type + object id (a
+CharField, since a shop's primary keys are not always integers), so the app attaches to a
+shop's own product model without touching it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class AbstractProduct(models.Model):
+    """A catalog product with the fields of the sample fashion dataset.
+
+    Subclass it to add fields; point ``VISUAL_RECS["MODELS"]`` at the subclass.
+    """
+
+    class Gender(models.TextChoices):
+        MEN = "Men", _("Men")
+        WOMEN = "Women", _("Women")
+        BOYS = "Boys", _("Boys")
+        GIRLS = "Girls", _("Girls")
+        UNISEX = "Unisex", _("Unisex")
+
+    title = models.CharField(_("title"), max_length=255)
+    gender = models.CharField(_("gender"), max_length=20, choices=Gender.choices, db_index=True)
+    category = models.CharField(_("category"), max_length=50, blank=True)
+    subcategory = models.CharField(_("subcategory"), max_length=50, blank=True)
+    product_type = models.CharField(_("product type"), max_length=50, blank=True)
+    colour = models.CharField(_("colour"), max_length=50, blank=True)
+    usage = models.CharField(_("usage"), max_length=50, blank=True)
+    image = models.ImageField(_("photo"), upload_to="products/", blank=True)
+    is_active = models.BooleanField(_("active"), default=True, db_index=True)
+    sku = models.CharField(_("SKU"), max_length=64, blank=True)
+    price = models.DecimalField(_("price"), max_digits=10, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Product(AbstractProduct):
+    """The bundled catalog, for shops without one of their own and for the demo."""
+
+    class Meta(AbstractProduct.Meta):
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+
+
+class FeatureVector(models.Model):
+    """The image features of one indexed object, and the state of its indexing."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        READY = "ready", _("ready")
+        FAILED = "failed", _("failed")
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    object_id = models.CharField(max_length=255)
+    content_object = GenericForeignKey("content_type", "object_id")
+    partition = models.CharField(
+        max_length=100, blank=True, help_text=_("Value of the partition field; neighbours come from the same partition.")
+    )
+    listed = models.BooleanField(
+        default=False, help_text=_("Passed the model's filter when last indexed: may appear in other products' lists.")
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True, help_text=_("Why the last attempt failed."))
+    attempts = models.PositiveSmallIntegerField(default=0)
+    model_id = models.CharField(
+        max_length=200, blank=True, help_text=_("Extractor, weights and options that made the vector.")
+    )
+    dims = models.PositiveIntegerField(default=0)
+    vector = models.BinaryField(null=True, blank=True, editable=False)
+    image_sha256 = models.CharField(
+        max_length=64, blank=True, help_text=_("Hash of the photo the vector was made from (or failed on).")
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("feature vector")
+        verbose_name_plural = _("feature vectors")
+        constraints = [
+            models.UniqueConstraint(fields=["content_type", "object_id"], name="visual_recs_vector_unique_object"),
+        ]
+        indexes = [
+            # Loading a partition's vectors, and the status counts of admin and the sweep.
+            models.Index(fields=["content_type", "partition", "status"], name="visual_recs_vector_partition"),
+            models.Index(fields=["status", "updated_at"], name="visual_recs_vector_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content_type.model} {self.object_id} ({self.status})"
+
+    def as_array(self) -> np.ndarray:
+        """The stored vector as a float32 array (empty when there is none)."""
+        if not self.vector:
+            return np.zeros(0, dtype=np.float32)
+        return np.frombuffer(bytes(self.vector), dtype="<f4")
+
+    @staticmethod
+    def to_bytes(vector: np.ndarray) -> bytes:
+        """Little-endian float32 bytes, the storage format of ``vector``."""
+        return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+class SimilarItem(models.Model):
+    """One entry of a precomputed neighbour list: ``target`` is the ``rank``-th nearest to ``source``.
+
+    Pages read these rows (one indexed query) instead of holding vectors or the network.
+    """
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    source_id = models.CharField(max_length=255)
+    target_id = models.CharField(max_length=255)
+    rank = models.PositiveSmallIntegerField()
+    distance = models.FloatField()
+
+    class Meta:
+        verbose_name = _("similar item")
+        verbose_name_plural = _("similar items")
+        ordering = ["content_type", "source_id", "rank"]
+        constraints = [
+            # Also the index of the read path: one product's list, in rank order.
+            models.UniqueConstraint(
+                fields=["content_type", "source_id", "rank"], name="visual_recs_similar_unique_rank"
+            ),
+        ]
+        indexes = [
+            # Which lists name a product, when it changes or is deleted.
+            models.Index(fields=["content_type", "target_id"], name="visual_recs_similar_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} -> {self.target_id} #{self.rank} ({self.distance:.3f})"

@@ -1,0 +1,105 @@
+"""Which host models are indexed, and how to read their photo, partition and "shown" filter.
+
+Built from ``VISUAL_RECS["MODELS"]`` on each call (a few dict look-ups), so it always
+matches the live settings; resolving a model needs the app registry to be ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models.fields.files import FieldFile
+
+from .conf import app_settings
+from .exceptions import NotRegistered
+
+
+@dataclass(frozen=True)
+class IndexedModel:
+    """One entry of ``VISUAL_RECS["MODELS"]``, resolved to its model class."""
+
+    key: str
+    model: type[models.Model]
+    image_field: str
+    partition_field: str | None = None
+    filter: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+    @property
+    def content_type(self) -> ContentType:
+        # ContentType's manager caches, so this costs a query once per process.
+        return ContentType.objects.get_for_model(self.model, for_concrete_model=False)
+
+    def image_of(self, obj: models.Model) -> FieldFile | None:
+        """The photo of ``obj``, or None when it has none."""
+        image = getattr(obj, self.image_field)
+        return image if image else None
+
+    def image_name(self, obj: models.Model) -> str:
+        image = self.image_of(obj)
+        return image.name if image is not None else ""
+
+    def partition_of(self, obj: models.Model) -> str:
+        """The partition value of ``obj`` as a string ("" when the catalog is one partition)."""
+        if not self.partition_field:
+            return ""
+        value = self.model._meta.get_field(self.partition_field).value_from_object(obj)
+        return "" if value is None else str(value)
+
+    def all(self) -> models.QuerySet:
+        """Every object of the model, shown or not."""
+        return self.model._default_manager.all()
+
+    def shown(self) -> models.QuerySet:
+        """The objects that may be shown as recommendations now."""
+        return self.model._default_manager.filter(**self.filter)
+
+    def with_photo(self) -> models.QuerySet:
+        """Objects that have a photo, and so should have a vector."""
+        return self.all().exclude(**{self.image_field: ""}).exclude(**{f"{self.image_field}__isnull": True})
+
+
+def _resolve(key: str, options: dict[str, Any]) -> IndexedModel:
+    model = apps.get_model(options["model"])
+    return IndexedModel(
+        key=key,
+        model=model,
+        image_field=options.get("image_field", "image"),
+        partition_field=options.get("partition_field"),
+        filter=dict(options.get("filter") or {}),
+    )
+
+
+def indexed_models() -> dict[str, IndexedModel]:
+    """Every registered model by key. Raises LookupError/ValueError on a wrong model path (see checks)."""
+    return {key: _resolve(key, options) for key, options in app_settings.MODELS.items()}
+
+
+def get(key: str) -> IndexedModel:
+    """The registered model under ``key``; NotRegistered if there is none."""
+    options = app_settings.MODELS.get(key)
+    if options is None:
+        raise NotRegistered(f"No model is registered under the key {key!r} in VISUAL_RECS['MODELS'].")
+    return _resolve(key, options)
+
+
+def for_model(model: type[models.Model] | models.Model) -> IndexedModel:
+    """The registration of ``model`` (a class or an instance); NotRegistered if it is not indexed."""
+    model_class = model if isinstance(model, type) else type(model)
+    label = model_class._meta.label_lower
+    for key, options in app_settings.MODELS.items():
+        if options["model"].lower() == label:
+            return _resolve(key, options)
+    raise NotRegistered(f"{model_class._meta.label} is not registered in VISUAL_RECS['MODELS'].")
+
+
+def for_content_type(app_label: str, model_name: str) -> IndexedModel:
+    """The registration of the model ``app_label.model_name`` (the form tasks carry)."""
+    return for_model(apps.get_model(app_label, model_name))

@@ -1,0 +1,102 @@
+"""Save and delete receivers for the registered models only: they record and enqueue, nothing heavy.
+
+The task is sent after the transaction commits (so the worker sees the row), and only when
+the photo, the partition or whether the product may be shown changed. If the broker cannot
+be reached the save still succeeds: the vector stays ``pending`` for the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from functools import partial
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from kombu.exceptions import OperationalError as BrokerError
+
+from . import registry, tasks
+from .conf import app_settings
+from .indexing import photo_sha256
+from .models import FeatureVector
+
+logger = logging.getLogger(__name__)
+
+_connected: list[tuple] = []
+_state = threading.local()
+
+
+def enqueue(task, *args) -> bool:
+    """Send ``task`` to the app's queue without retrying; False (and a warning) when the broker is down."""
+    try:
+        task.apply_async(args=args, queue=app_settings.QUEUE, retry=False)
+    except (BrokerError, ConnectionError, OSError) as exc:
+        logger.warning("visual_recs: could not queue %s%s (%s); the sweep will pick it up.", task.name, args, exc)
+        return False
+    return True
+
+
+@contextmanager
+def paused():
+    """Within this block saves and deletes of this thread enqueue nothing (bulk imports index in one batch)."""
+    previous = getattr(_state, "paused", False)
+    _state.paused = True
+    try:
+        yield
+    finally:
+        _state.paused = previous
+
+
+def _on_save(sender, instance, raw: bool = False, **kwargs) -> None:
+    if raw or getattr(_state, "paused", False):
+        return  # fixtures load raw rows; a paused import indexes in one batch afterwards
+    indexed_model = registry.for_model(sender)
+    content_type = indexed_model.content_type
+    object_id = str(instance.pk)
+    existing = FeatureVector.objects.filter(content_type=content_type, object_id=object_id).defer("vector").first()
+    image = indexed_model.image_of(instance)
+    if image is None:
+        if existing is not None:
+            _enqueue_on_commit(tasks.index_object, instance)  # the photo was removed: indexing drops the vector
+        return
+    sha256 = photo_sha256(image)
+    partition = indexed_model.partition_of(instance)
+    if existing is None or existing.image_sha256 != sha256:
+        FeatureVector.objects.update_or_create(
+            content_type=content_type,
+            object_id=object_id,
+            defaults={"status": FeatureVector.Status.PENDING, "partition": partition, "error": ""},
+        )
+        _enqueue_on_commit(tasks.index_object, instance)
+        return
+    listed = indexed_model.shown().filter(pk=instance.pk).exists()
+    if existing.status == FeatureVector.Status.PENDING or (existing.partition, existing.listed) != (partition, listed):
+        _enqueue_on_commit(tasks.index_object, instance)
+
+
+def _on_delete(sender, instance, **kwargs) -> None:
+    if getattr(_state, "paused", False):
+        return
+    _enqueue_on_commit(tasks.unindex_object, instance)
+
+
+def _enqueue_on_commit(task, instance) -> None:
+    meta = instance._meta
+    transaction.on_commit(partial(enqueue, task, meta.app_label, meta.model_name, instance.pk))
+
+
+def connect() -> None:
+    """(Re)connect the receivers to exactly the registered models; safe to call again."""
+    for signal, receiver, sender in _connected:
+        signal.disconnect(receiver, sender=sender)
+    _connected.clear()
+    try:
+        models = [indexed_model.model for indexed_model in registry.indexed_models().values()]
+    except (LookupError, ValueError, KeyError):
+        logger.error("visual_recs: VISUAL_RECS['MODELS'] names a model that does not exist; run `manage.py check`.")
+        return
+    for model in models:
+        for signal, receiver in ((post_save, _on_save), (post_delete, _on_delete)):
+            signal.connect(receiver, sender=model, weak=False)
+            _connected.append((signal, receiver, model))

@@ -1,0 +1,77 @@
+"""Celery tasks: short, idempotent shells over ``indexing``, taking plain values only.
+
+They run on the ``VISUAL_RECS["QUEUE"]`` queue (``celery worker -Q visual_recs``). A worker
+process loads the network once and keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from . import indexing, registry
+from .conf import app_settings
+
+logger = logging.getLogger(__name__)
+
+# Passing failures worth another try: the database or the storage was briefly unavailable.
+# A photo that cannot be used is not one of them: indexing marks it failed, once.
+TRANSIENT_ERRORS = (DatabaseError, OSError)
+
+
+def _retry(task, exc: Exception):
+    return task.retry(exc=exc, countdown=2 ** task.request.retries * 5, max_retries=app_settings.MAX_ATTEMPTS)
+
+
+@shared_task(bind=True, ignore_result=True, acks_late=True)
+def index_object(self, app_label: str, model_name: str, pk, force: bool = False) -> str:
+    """Index one object (skipped when its photo and the extractor are unchanged)."""
+    indexed_model = registry.for_content_type(app_label, model_name)
+    obj = indexed_model.all().filter(pk=pk).first()
+    if obj is None:
+        return "gone"  # deleted since; post_delete has queued its removal
+    try:
+        return indexing.index(obj, force=force)
+    except TRANSIENT_ERRORS as exc:
+        raise _retry(self, exc) from exc
+
+
+@shared_task(bind=True, ignore_result=True, acks_late=True)
+def index_batch(self, app_label: str, model_name: str, pks: list, force: bool = False) -> str:
+    """Index a batch of objects in one pass of the network (the reindex command queues these)."""
+    indexed_model = registry.for_content_type(app_label, model_name)
+    try:
+        return str(indexing.index_many(indexed_model.all().filter(pk__in=pks), force=force))
+    except TRANSIENT_ERRORS as exc:
+        raise _retry(self, exc) from exc
+
+
+@shared_task(bind=True, ignore_result=True, acks_late=True)
+def unindex_object(self, app_label: str, model_name: str, pk) -> None:
+    """Remove a deleted object's vector and its place in every neighbour list."""
+    try:
+        indexing.unindex(registry.for_content_type(app_label, model_name), str(pk))
+    except TRANSIENT_ERRORS as exc:
+        raise _retry(self, exc) from exc
+
+
+@shared_task(ignore_result=True)
+def refresh_partition(key: str, partition: str) -> int:
+    """Rebuild every neighbour list of one partition of the model registered under ``key``."""
+    return indexing.refresh_partition(registry.get(key), partition)
+
+
+@shared_task(ignore_result=True)
+def sweep() -> str:
+    """Index what saves could not enqueue (broker down), vectors of an old extractor, and the never indexed.
+
+    Schedule it with celery beat (every few minutes); ``visual_recs_reindex --pending`` does the same.
+    """
+    summaries = []
+    for indexed_model in registry.indexed_models().values():
+        summary = indexing.index_many(indexing.objects_needing_work(indexed_model).iterator(chunk_size=500))
+        summaries.append(f"{indexed_model.key}: {summary}")
+    logger.info("visual_recs sweep: %s", "; ".join(summaries))
+    return "; ".join(summaries)
