@@ -28,9 +28,19 @@ _state = threading.local()
 
 
 def enqueue(task, *args) -> bool:
-    """Send ``task`` to the app's queue without retrying; False (and a warning) when the broker is down."""
+    """Send ``task`` to the app's queue without retrying; False (and a warning) when the broker is down.
+
+    A web request must not wait on a missing broker: Celery's and the Redis client's own
+    connection retries add up to seconds, so the connection is tried exactly once here.
+    """
+    app = task.app
     try:
-        task.apply_async(args=args, queue=app_settings.QUEUE, retry=False)
+        if app.conf.task_always_eager:
+            task.apply_async(args=args, queue=app_settings.QUEUE)
+            return True
+        with app.pool.acquire(block=True) as connection:
+            connection.ensure_connection(max_retries=0)
+            task.apply_async(args=args, queue=app_settings.QUEUE, retry=False, connection=connection)
     except (BrokerError, ConnectionError, OSError) as exc:
         logger.warning("visual_recs: could not queue %s%s (%s); the sweep will pick it up.", task.name, args, exc)
         return False
