@@ -136,8 +136,17 @@ def _read_stream(fh: Any, max_bytes: int) -> bytes:
 
 
 def _read_django_file(source: File, max_bytes: int) -> bytes:
-    if isinstance(source, FieldFile) and not source.name:
-        raise MissingImage("no photo")
+    if isinstance(source, FieldFile):
+        if not source.name:
+            raise MissingImage("no photo")
+        # A handle of our own from the storage: the FieldFile's may be stale (the file was
+        # replaced or deleted) or in use by another thread.
+        try:
+            fh = source.storage.open(source.name, "rb")
+        except FileNotFoundError as exc:
+            raise MissingImage(f"the photo file '{source.name}' does not exist") from exc
+        with fh:
+            return _read_stream(fh, max_bytes)
     opened_here = source.closed
     if opened_here:
         try:

@@ -90,7 +90,7 @@ def photo_sha256(image) -> str:
         return ""
     digest = hashlib.sha256()
     try:
-        with image.open("rb") as fh:
+        with image.storage.open(image.name, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     except (FileNotFoundError, OSError):
