@@ -1,0 +1,126 @@
+"""Neighbour lists stay exact as products come, change, move and go.
+
+The network is replaced by a fast colour extractor here: this is list logic, at catalog scale.
+Every repaired state is compared with a full rebuild from scratch.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+
+from tests.conftest import photo_bytes
+from visual_recs import indexing, registry
+from visual_recs.backends.indexes import ExactIndex
+from visual_recs.models import FeatureVector, Product, SimilarItem
+
+FAST = {
+    "EXTRACTOR": {"BACKEND": "tests.fakes.ColourGridExtractor", "OPTIONS": {}},
+    "NEIGHBOURS": 5,
+}
+
+
+@pytest.fixture
+def fast_extractor(settings):
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, **FAST}
+
+
+def lists() -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for source, target in SimilarItem.objects.order_by("source_id", "rank").values_list("source_id", "target_id"):
+        result.setdefault(source, []).append(target)
+    return result
+
+
+def rebuilt_lists() -> dict[str, list[str]]:
+    products = registry.get("products")
+    for partition in set(FeatureVector.objects.values_list("partition", flat=True)):
+        indexing.refresh_partition(products, partition)
+    return lists()
+
+
+@pytest.mark.django_db
+def test_lists_repaired_after_each_change_equal_a_full_rebuild(fast_extractor, catalog_rows, django_capture_on_commit_callbacks):
+    rng = random.Random(3)
+    ids = sorted(pid for pid, row in catalog_rows.items() if row["Gender"] in ("Men", "Women"))
+    rng.shuffle(ids)
+    products: list[Product] = []
+
+    def save(product):
+        with django_capture_on_commit_callbacks(execute=True):
+            product.save()
+
+    for pid in ids[:40]:
+        product = Product(pk=int(pid), title=pid, gender=catalog_rows[pid]["Gender"])
+        product.image.save(f"{pid}.jpg", ContentFile(photo_bytes(pid)), save=False)
+        save(product)
+        products.append(product)
+    assert lists() == rebuilt_lists()
+
+    changes = [
+        ("deactivate", products[0]),
+        ("move", products[1]),
+        ("new photo", products[2]),
+        ("delete", products[3]),
+        ("reactivate", products[0]),
+        ("remove photo", products[4]),
+    ]
+    for change, product in changes:
+        if change == "deactivate":
+            product.is_active = False
+            save(product)
+        elif change == "reactivate":
+            product.is_active = True
+            save(product)
+        elif change == "move":
+            product.gender = "Women" if product.gender == "Men" else "Men"
+            save(product)
+        elif change == "new photo":
+            product.image.save("other.jpg", ContentFile(photo_bytes(ids[50])), save=False)
+            save(product)
+        elif change == "delete":
+            with django_capture_on_commit_callbacks(execute=True):
+                product.delete()
+        elif change == "remove photo":
+            product.image = ""
+            save(product)
+        repaired = lists()
+        assert repaired == rebuilt_lists(), change
+
+    final = lists()
+    gender = {str(p.pk): p.gender for p in products}
+    inactive_or_gone = {str(products[3].pk), str(products[4].pk)}
+    for source, targets in final.items():
+        assert len(targets) == 5
+        assert {gender[t] for t in targets} == {gender[source]}
+        assert not inactive_or_gone & set(targets)
+    assert str(products[4].pk) not in final  # no photo, no vector, no list
+
+
+def brute_force(queries, candidates, k, exclude):
+    distances = np.sqrt(((queries[:, None, :].astype(np.float64) - candidates[None, :, :]) ** 2).sum(-1))
+    for row, col in enumerate(exclude):
+        if col >= 0:
+            distances[row, col] = np.inf
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return [[(int(j), float(distances[i, j])) for j in order[i] if np.isfinite(distances[i, j])] for i in range(len(queries))]
+
+
+@pytest.mark.parametrize("backend", [ExactIndex(), ExactIndex(working_memory=1)], ids=["default", "tiny-blocks"])
+@pytest.mark.parametrize("n_queries, n_candidates, k", [(50, 300, 10), (5, 3, 10), (1, 1, 5), (0, 10, 3)])
+def test_index_backends_match_brute_force(backend, n_queries, n_candidates, k):
+    rng = np.random.default_rng(n_candidates)
+    candidates = rng.normal(size=(n_candidates, 64)).astype(np.float32)
+    queries = rng.normal(size=(n_queries, 64)).astype(np.float32)
+    rows = np.arange(n_queries)
+    # Even queries "are" the candidate of their row, which must never come back for them.
+    exclude = np.where((rows % 2 == 0) & (rows < n_candidates), rows, -1)
+    queries[exclude >= 0] = candidates[exclude[exclude >= 0]]
+    got = backend.kneighbors(queries, candidates, k, exclude=exclude)
+    expected = brute_force(queries, candidates, k, exclude)
+    assert [[j for j, _ in row] for row in got] == [[j for j, _ in row] for row in expected]
+    for got_row, expected_row in zip(got, expected):
+        np.testing.assert_allclose([d for _, d in got_row], [d for _, d in expected_row], rtol=1e-4, atol=1e-4)

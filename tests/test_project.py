@@ -1,0 +1,57 @@
+"""Migrations and system checks."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from visual_recs.checks import check_backends, check_models
+
+
+@pytest.mark.django_db
+def test_migrations_are_complete():
+    out = io.StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+def ids(messages):
+    return sorted(m.id for m in messages)
+
+
+def test_the_configured_settings_pass_the_checks(resnet_weights):
+    assert check_models() == [] and check_backends() == []
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ({"model": "shop.Missing"}, ["visual_recs.E001"]),
+        ({"model": "visual_recs.Product", "image_field": "photo"}, ["visual_recs.E002"]),
+        ({"model": "visual_recs.Product", "image_field": "title"}, ["visual_recs.E002"]),
+        ({"model": "visual_recs.Product", "partition_field": "sex"}, ["visual_recs.E003"]),
+        ({"model": "visual_recs.Product", "filter": {"in_stock": True}}, ["visual_recs.E004"]),
+    ],
+)
+def test_model_mistakes_are_reported(settings, entry, expected):
+    settings.VISUAL_RECS = {"MODELS": {"products": entry}}
+    assert ids(check_models()) == expected
+
+
+def test_empty_models_are_reported(settings):
+    settings.VISUAL_RECS = {"MODELS": {}}
+    assert ids(check_models()) == ["visual_recs.E001"]
+
+
+def test_backend_mistakes_are_reported(settings, tmp_path, monkeypatch):
+    settings.VISUAL_RECS = {"EXTRACTOR": {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {"poling": "avg"}}}
+    assert ids(check_backends()) == ["visual_recs.E005"]  # a misspelt option fails loudly
+    settings.VISUAL_RECS = {"INDEX": {"BACKEND": "visual_recs.backends.nowhere.Index"}}
+    assert ids(check_backends()) == ["visual_recs.E005"]
+    settings.VISUAL_RECS = {"EXTRACTOR": {"OPTIONS": {"weights": str(tmp_path / "missing.weights.h5")}}}
+    assert ids(check_backends()) == ["visual_recs.E006"]
+    monkeypatch.delenv("VISUAL_RECS_WEIGHTS", raising=False)
+    settings.VISUAL_RECS = {"WEIGHTS_CACHE_DIR": str(tmp_path / "empty-cache")}
+    assert ids(check_backends()) == ["visual_recs.W001"]
