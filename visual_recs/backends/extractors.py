@@ -41,7 +41,8 @@ class ResNet50Extractor(BaseExtractor):
     Options:
     - ``weights``: path of a no-top Keras weights file; None finds one (see ``backends.weights``).
     - ``pooling``: "avg" (2048-d, the default), "max", or "flatten" (the tutorial's 7x7x2048 =
-      100,352-d vector, kept for comparison: 49x larger and no better at retrieval).
+      100,352-d vector: 49x larger and slower to search; with Keras' preprocessing it retrieves
+      slightly better, see bench/relevance.py).
     - ``input_size``: side of the square input, a multiple of 32 (224 as trained).
     - ``fit``: "squash" (what Keras' load_img does) or "letterbox" (keeps the aspect, white pad).
     - ``batch_size``: images per forward pass.
