@@ -93,7 +93,8 @@ def _on_delete(sender, instance, **kwargs) -> None:
 
 def _enqueue_on_commit(task, instance) -> None:
     meta = instance._meta
-    transaction.on_commit(partial(enqueue, task, meta.app_label, meta.model_name, instance.pk))
+    # Plain values only: the key as text survives any serializer (a UUID would not with JSON).
+    transaction.on_commit(partial(enqueue, task, meta.app_label, meta.model_name, str(instance.pk)))
 
 
 def connect() -> None:
