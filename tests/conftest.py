@@ -36,6 +36,14 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def suite_celery_app():
+    """Tasks bind to the current Celery app; importing demo_shop (its pages are tested too)
+    makes the demo's app current, so each test makes the suite's app current again."""
+    celery_app.set_current()
+    return celery_app
+
+
+@pytest.fixture(autouse=True)
 def fresh_backends():
     """Each test builds backends from its own settings (the real network is cached separately)."""
     from visual_recs import backends
@@ -88,3 +96,55 @@ def ids_of(catalog_rows, *, gender: str, product_type: str | None = None, count:
         if row["Gender"] == gender and (product_type is None or row["ProductType"] == product_type)
     ]
     return sorted(found, key=int)[:count]
+
+
+FAKE_EXTRACTOR = {"BACKEND": "tests.fakes.ColourGridExtractor", "OPTIONS": {}}
+
+
+@pytest.fixture
+def fake_extractor(settings):
+    """The fast colour extractor in place of ResNet50, for tests of logic unrelated to the network."""
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "EXTRACTOR": FAKE_EXTRACTOR}
+
+
+@pytest.fixture
+def make_catalog(make_product):
+    """Products from catalog ids, saved without per-save indexing, then indexed in one batch."""
+    from visual_recs import indexing, signals
+
+    def make(product_ids, **overrides):
+        with signals.paused():
+            products = [make_product(pid, **overrides) for pid in product_ids]
+        indexing.index_many(products)
+        return products
+
+    return make
+
+
+@pytest.fixture
+def api_cache():
+    """An empty cache (the API's throttle counts live there) before and after the test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield cache
+    cache.clear()
+
+
+@pytest.fixture
+def make_garments():
+    """Garments of the "existing shop" from catalog photos, indexed in one batch (no per-save indexing)."""
+    from tests.testapp.models import Garment
+    from visual_recs import indexing, signals
+
+    def make(product_ids, audience: str, state: str = "live") -> list[Garment]:
+        garments = []
+        with signals.paused():
+            for pid in product_ids:
+                garment = Garment(name=f"Garment {pid}", audience=audience, state=state)
+                garment.photo.save(f"{pid}.jpg", ContentFile(photo_bytes(pid)))
+                garments.append(garment)
+        indexing.index_many(garments)
+        return garments
+
+    return make

@@ -41,7 +41,9 @@ class AppSettings:
         """Which host models are indexed: ``{key: {"model", "image_field", "partition_field", "filter"}}``.
 
         The key names the model in URLs and commands. ``partition_field`` None puts the whole
-        catalog in one partition; ``filter`` is what may be shown as a recommendation.
+        catalog in one partition; ``filter`` is what may be shown as a recommendation. An optional
+        ``"serializer"`` (dotted path of a DRF serializer of one object) replaces how the REST API
+        shows that model's products.
         """
         return self._get("MODELS", DEFAULT_MODELS)
 
@@ -59,6 +61,16 @@ class AppSettings:
     def NEIGHBOURS(self) -> int:
         """Neighbours kept per product; pages show fewer, so filtered-out items leave room."""
         return int(self._get("NEIGHBOURS", 20))
+
+    @property
+    def EXCLUDE_DUPLICATE_PHOTOS(self) -> bool:
+        """Leave out recommendations whose photo is byte-identical to one already on the page.
+
+        That is the product's own photo (the same shot under another product id, distance 0)
+        and, further down a list, a photo already shown for a nearer item. Compared by the
+        photos' sha256, so a re-encoded or resized copy is not a duplicate here.
+        """
+        return bool(self._get("EXCLUDE_DUPLICATE_PHOTOS", True))
 
     @property
     def QUEUE(self) -> str:

@@ -37,3 +37,7 @@ class WeightsError(VisualRecsError):
 
 class NotRegistered(VisualRecsError):
     """A model, or a key of ``VISUAL_RECS["MODELS"]``, that the app does not index."""
+
+
+class UnknownPartition(VisualRecsError):
+    """A partition value (e.g. a gender) that the indexed model does not have."""

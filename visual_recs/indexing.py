@@ -2,7 +2,8 @@
 
 Tasks, signals, the admin, the management commands, the API and the template tag are thin
 shells over the functions here: ``index``, ``index_many``, ``unindex``, ``refresh_partition``,
-``similar_to`` and ``objects_needing_work``.
+``similar_to``/``recommendations``, ``search_by_image``, ``index_states``, ``index_overview``
+and ``objects_needing_work``.
 
 Neighbour lists are kept exact as products come and go: when some vectors change, only the
 lists that can be affected are recomputed (the changed products' own, those that name a
@@ -13,20 +14,22 @@ much of a partition changed, the whole partition is rebuilt in one blocked pass.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import models, transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, OuterRef, Subquery
 
 from . import registry
 from .backends import get_extractor, get_index
 from .conf import app_settings
-from .exceptions import ImageError, ImageTooLarge, MissingImage
+from .exceptions import ImageError, ImageTooLarge, UnknownPartition
 from .images import decode_image, read_image_bytes
 from .models import FeatureVector, SimilarItem
 from .registry import IndexedModel
@@ -469,26 +472,173 @@ def _delete_lists(content_type, source_ids: Iterable[str]) -> None:
 
 # --- reading ----------------------------------------------------------------------------
 
+NO_IMAGE = "no_image"
+#: Every status ``recommendations`` and ``index_states`` report.
+STATUSES = (Status.READY.value, Status.PENDING.value, Status.FAILED.value, NO_IMAGE)
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """Where one object stands in the index.
+
+    ``status`` is "ready", "pending" (queued, or never indexed yet), "failed" (``error`` says
+    why) or "no_image"; ``partition`` is the object's partition now.
+    """
+
+    status: str
+    partition: str
+    error: str = ""
+    image_sha256: str = ""
+
+
+@dataclass
+class Recommendations:
+    """What a product page shows: the product's index status and its similar items, nearest first.
+
+    While a product is pending, ``items`` are those of its previous photo, if it had one.
+    """
+
+    status: str
+    partition: str
+    items: list[Similar]
+    error: str = ""
+
+
+class _Hit(NamedTuple):
+    """A candidate recommendation before the read-time checks."""
+
+    object_id: str
+    distance: float
+    partition: str  # where it was found: it must still be the object's partition to be shown
+    image_sha256: str = ""
+
 
 def similar_to(obj: models.Model, limit: int = 5) -> list[Similar]:
-    """The nearest shown objects to ``obj`` in its partition, nearest first, in two queries.
+    """The nearest shown objects to ``obj`` in its partition, nearest first (see ``recommendations``)."""
+    return recommendations(obj, limit).items
 
-    The model's filter applies now, so a deleted or deactivated product never shows, even
-    before the lists are rebuilt.
+
+def recommendations(obj: models.Model, limit: int = 5) -> Recommendations:
+    """The index status of ``obj`` and up to ``limit`` similar shown objects, in three queries.
+
+    The stored neighbour list is read with its targets' photo hashes, then the targets that
+    pass the model's filter now and are still in the product's partition: a deleted,
+    deactivated or moved product never shows, even before the lists are rebuilt. Photos
+    byte-identical to the product's own, or to a nearer item's, are left out unless
+    ``EXCLUDE_DUPLICATE_PHOTOS`` is off. A ready product without a list yet (its list is
+    being rebuilt) gets neighbours from the index, computed here and not stored.
     """
     indexed_model = registry.for_model(obj)
-    entries = list(
-        SimilarItem.objects.filter(content_type=indexed_model.content_type, source_id=str(obj.pk))
-        .order_by("rank")
-        .values_list("target_id", "distance", "rank")
+    object_id = str(obj.pk)
+    vector = _state_rows(indexed_model, [object_id]).first()
+    state = _state_of(indexed_model, obj, vector)
+    if state.status == NO_IMAGE or limit < 1:
+        return Recommendations(state.status, state.partition, [], state.error)
+    hits = _listed_hits(indexed_model, object_id, state.partition)
+    if not hits and state.status == Status.READY:
+        hits = _hits_from_index(indexed_model, object_id, vector.partition, state.partition)
+        if hits is None:
+            # Made by another extractor: the sweep or a reindex will redo it.
+            return Recommendations(Status.PENDING.value, state.partition, [])
+    same_photo = {state.image_sha256} if state.image_sha256 else set()
+    items = _shown(indexed_model, hits, limit, duplicates_of=same_photo)
+    return Recommendations(state.status, state.partition, items, state.error)
+
+
+def index_states(objects: Sequence[models.Model]) -> dict[str, IndexState]:
+    """The index state of each of ``objects`` (all of one registered model) by ``str(pk)``, in one query."""
+    if not objects:
+        return {}
+    indexed_model = registry.for_model(objects[0])
+    ids = [str(obj.pk) for obj in objects]
+    vectors = {vector.object_id: vector for vector in _state_rows(indexed_model, ids)}
+    return {object_id: _state_of(indexed_model, obj, vectors.get(object_id)) for obj, object_id in zip(objects, ids)}
+
+
+def _state_rows(indexed_model: IndexedModel, object_ids: list[str]) -> models.QuerySet:
+    return FeatureVector.objects.filter(content_type=indexed_model.content_type, object_id__in=object_ids).only(
+        "object_id", "status", "error", "partition", "image_sha256"
     )
-    to_pk = indexed_model.model._meta.pk.to_python
-    shown = indexed_model.shown().in_bulk([to_pk(target_id) for target_id, _, _ in entries])
-    by_id = {str(pk): item for pk, item in shown.items()}
-    results = [
-        Similar(by_id[target_id], distance, rank) for target_id, distance, rank in entries if target_id in by_id
+
+
+def _state_of(indexed_model: IndexedModel, obj: models.Model, vector: FeatureVector | None) -> IndexState:
+    partition = indexed_model.partition_of(obj)
+    if indexed_model.image_of(obj) is None:
+        return IndexState(NO_IMAGE, partition)
+    if vector is None:
+        # A photo but no row yet: the save's task has not run, or the broker was down (the sweep's work).
+        return IndexState(Status.PENDING.value, partition)
+    error = vector.error if vector.status == Status.FAILED else ""
+    return IndexState(vector.status, partition, error, vector.image_sha256)
+
+
+def _listed_hits(indexed_model: IndexedModel, object_id: str, partition: str) -> list[_Hit]:
+    """The stored list of ``object_id``, with each target's photo hash from the same query."""
+    rows = SimilarItem.objects.filter(content_type=indexed_model.content_type, source_id=object_id).order_by("rank")
+    if not app_settings.EXCLUDE_DUPLICATE_PHOTOS:
+        return [_Hit(target, distance, partition) for target, distance in rows.values_list("target_id", "distance")]
+    target_photo = FeatureVector.objects.filter(
+        content_type=OuterRef("content_type"), object_id=OuterRef("target_id")
+    ).values("image_sha256")[:1]
+    rows = rows.annotate(target_sha256=Subquery(target_photo)).values_list("target_id", "distance", "target_sha256")
+    return [_Hit(target, distance, partition, sha256 or "") for target, distance, sha256 in rows]
+
+
+def _hits_from_index(
+    indexed_model: IndexedModel, object_id: str, vector_partition: str, partition: str
+) -> list[_Hit] | None:
+    """The neighbours of a ready vector computed from its partition; None if it is not among them (stale)."""
+    data = _load_partition(indexed_model, vector_partition)
+    try:
+        row = data.ids.index(object_id)
+    except ValueError:
+        return None
+    candidates = data.candidate_rows
+    itself = np.flatnonzero(candidates == row)
+    found = get_index().kneighbors(
+        data.vectors[[row]],
+        data.vectors[candidates],
+        app_settings.NEIGHBOURS,
+        exclude=np.array([itself[0] if len(itself) else -1]),
+    )[0]
+    target_ids = [data.ids[candidates[position]] for position, _ in found]
+    photos: dict[str, str] = {}
+    if app_settings.EXCLUDE_DUPLICATE_PHOTOS and target_ids:
+        photos = dict(
+            FeatureVector.objects.filter(
+                content_type=indexed_model.content_type, object_id__in=target_ids
+            ).values_list("object_id", "image_sha256")
+        )
+    return [
+        _Hit(target_id, distance, partition, photos.get(target_id, ""))
+        for target_id, (_, distance) in zip(target_ids, found)
     ]
-    return results[:limit]
+
+
+def _shown(indexed_model: IndexedModel, hits: list[_Hit], limit: int, *, duplicates_of: set[str]) -> list[Similar]:
+    """The first ``limit`` hits that may be shown now, as objects, in one query (none without hits).
+
+    ``duplicates_of``: photo hashes already on the page; hits with these photos, or with the
+    photo of a nearer hit, are left out while ``EXCLUDE_DUPLICATE_PHOTOS`` is on.
+    """
+    to_pk = indexed_model.model._meta.pk.to_python
+    shown = indexed_model.shown().in_bulk([to_pk(hit.object_id) for hit in hits])
+    by_id = {str(pk): obj for pk, obj in shown.items()}
+    exclude_duplicates = app_settings.EXCLUDE_DUPLICATE_PHOTOS
+    seen_photos = set(duplicates_of) if exclude_duplicates else set()
+    results: list[Similar] = []
+    for hit in hits:
+        obj = by_id.get(hit.object_id)
+        if obj is None or indexed_model.partition_of(obj) != hit.partition:
+            continue  # filtered out, deleted, or moved to another partition since it was indexed
+        if exclude_duplicates and hit.image_sha256:
+            if hit.image_sha256 in seen_photos:
+                continue
+            seen_photos.add(hit.image_sha256)
+        results.append(Similar(obj, hit.distance, len(results) + 1))
+        if len(results) == limit:
+            break
+    return results
 
 
 # --- what needs work --------------------------------------------------------------------
@@ -506,3 +656,98 @@ def objects_needing_work(indexed_model: IndexedModel) -> models.QuerySet:
     to_do |= with_photo - known
     to_pk = indexed_model.model._meta.pk.to_python
     return indexed_model.all().filter(pk__in=[to_pk(object_id) for object_id in to_do])
+
+
+# --- search by photo --------------------------------------------------------------------
+
+
+def search_by_image(
+    indexed_model: IndexedModel, data: bytes, *, partition: str | None = None, limit: int = 5
+) -> list[Similar]:
+    """The shown objects whose photos look most like the photo ``data``, nearest first.
+
+    The photo passes the same size limits and safe loader as catalog photos, then the
+    extractor (which loads its network in this process on first use). ``partition`` (e.g. a
+    gender) limits the search to one partition; None searches each and merges by distance.
+    Raises ``ImageError`` for a photo that cannot be used and ``UnknownPartition``, both with
+    a message for a person. The same photo as a catalog product finds that product first.
+    """
+    # A stream, so that the size and emptiness checks (and their messages) are the loader's own.
+    data = read_image_bytes(io.BytesIO(data), max_bytes=app_settings.MAX_IMAGE_BYTES)
+    partitions = _searchable_partitions(indexed_model, partition)
+    extractor = get_extractor()
+    pixels = decode_image(data, size=extractor.input_size, fit=extractor.fit, max_pixels=app_settings.MAX_IMAGE_PIXELS)
+    if limit < 1 or not partitions:
+        return []
+    query = extractor.extract(pixels[np.newaxis])
+    # Room for objects filtered out since they were indexed, as the stored lists keep.
+    k = limit + app_settings.NEIGHBOURS
+    hits: list[_Hit] = []
+    for name in partitions:
+        vectors = _load_partition(indexed_model, name)
+        candidates = vectors.candidate_rows
+        found = get_index().kneighbors(query, vectors.vectors[candidates], k)[0]
+        hits.extend(_Hit(vectors.ids[candidates[position]], distance, name) for position, distance in found)
+    hits.sort(key=lambda hit: hit.distance)
+    return _shown(indexed_model, hits[:k], limit, duplicates_of=set())
+
+
+def _searchable_partitions(indexed_model: IndexedModel, partition: str | None) -> list[str]:
+    """The partitions with ready vectors to search: all of them, or ``partition`` if it exists."""
+    indexed = set(
+        FeatureVector.objects.filter(content_type=indexed_model.content_type, status=Status.READY)
+        .values_list("partition", flat=True)
+        .distinct()
+    )
+    if partition is None:
+        return sorted(indexed)
+    if partition in indexed:
+        return [partition]
+    declared = _declared_partitions(indexed_model)
+    if partition in declared:
+        return []  # a real value that has nothing indexed yet
+    if not indexed_model.partition_field:
+        raise UnknownPartition(f"the {indexed_model.key} catalog has no partitions; leave the partition out")
+    known = ", ".join(sorted((indexed | declared) - {""}))
+    raise UnknownPartition(
+        f"{partition!r} is not a {indexed_model.partition_field} of {indexed_model.key}"
+        + (f" (known: {known})" if known else "")
+    )
+
+
+def _declared_partitions(indexed_model: IndexedModel) -> set[str]:
+    """The partition values the model declares as choices ({""} when it has no partitions)."""
+    if not indexed_model.partition_field:
+        return {""}
+    field = indexed_model.model._meta.get_field(indexed_model.partition_field)
+    return {str(value) for value, _ in field.flatchoices} if field.choices else set()
+
+
+# --- status -----------------------------------------------------------------------------
+
+
+def index_overview() -> dict[str, Any]:
+    """Counts for staff: per registered model, its objects, and its vectors by partition and status.
+
+    ``stale`` counts ready vectors made by another extractor (a reindex redoes them);
+    ``not_indexed`` counts objects with a photo and no vector row yet.
+    """
+    model_id = get_extractor().model_id
+    overview: dict[str, Any] = {"model_id": model_id, "models": {}}
+    for key, indexed_model in registry.indexed_models().items():
+        vectors = FeatureVector.objects.filter(content_type=indexed_model.content_type)
+        partitions: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(Status.values, 0))
+        for row in vectors.values("partition", "status").annotate(n=Count("id")).order_by("partition", "status"):
+            partitions[row["partition"]][row["status"]] = row["n"]
+        objects = indexed_model.all().count()
+        with_photo = {str(pk) for pk in indexed_model.with_photo().values_list("pk", flat=True)}
+        overview["models"][key] = {
+            "model": indexed_model.label,
+            "partition_field": indexed_model.partition_field,
+            "objects": objects,
+            "no_image": objects - len(with_photo),
+            "not_indexed": len(with_photo - set(vectors.values_list("object_id", flat=True))),
+            "stale": vectors.filter(status=Status.READY).exclude(model_id=model_id).count(),
+            "partitions": dict(partitions),
+        }
+    return overview

@@ -46,6 +46,23 @@ class IndexedModel:
         image = self.image_of(obj)
         return image.name if image is not None else ""
 
+    def title_of(self, obj: models.Model) -> str:
+        """What a card calls ``obj``: its ``title`` when the model has one, else ``str(obj)``."""
+        title = getattr(obj, "title", None)
+        if title is None or title == "" or callable(title):
+            return str(obj)
+        return str(title)
+
+    def url_of(self, obj: models.Model) -> str | None:
+        """``obj.get_absolute_url()`` (also set by ``ABSOLUTE_URL_OVERRIDES``), or None when there is none."""
+        get_absolute_url = getattr(obj, "get_absolute_url", None)
+        return get_absolute_url() if callable(get_absolute_url) else None
+
+    def image_url_of(self, obj: models.Model) -> str | None:
+        """The storage URL of the photo of ``obj``, or None when it has none."""
+        image = self.image_of(obj)
+        return image.url if image is not None else None
+
     def partition_of(self, obj: models.Model) -> str:
         """The partition value of ``obj`` as a string ("" when the catalog is one partition)."""
         if not self.partition_field:

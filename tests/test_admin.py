@@ -1,0 +1,176 @@
+"""The admin through the real admin client: columns, the similar-items preview, the reindex action."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission, User
+from django.core.files.base import ContentFile
+from django.db import connection
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from tests.conftest import ids_of
+from tests.testapp.models import Garment
+from visual_recs import admin as visual_recs_admin
+from visual_recs import indexing, signals
+from visual_recs.models import FeatureVector, Product
+
+pytestmark = [pytest.mark.django_db]
+
+CHANGELIST = "admin:visual_recs_product_changelist"
+
+
+@pytest.fixture
+def men(fake_extractor, catalog_rows, make_catalog):
+    return make_catalog(ids_of(catalog_rows, gender="Men", count=6))
+
+
+@pytest.fixture
+def broken(men):
+    product = Product(title="Broken photo", gender="Men")
+    product.image.save("broken.jpg", ContentFile(b"not a photo"), save=False)
+    with signals.paused():
+        product.save()
+    indexing.index(product)
+    return product
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Every enqueue call, passed on to the real one (eager Celery runs the task here)."""
+    calls = []
+    real_enqueue = signals.enqueue
+
+    def recording(task, *args):
+        calls.append((task.name, args))
+        return real_enqueue(task, *args)
+
+    monkeypatch.setattr(signals, "enqueue", recording)
+    return calls
+
+
+def run_action(client, products):
+    return client.post(
+        reverse(CHANGELIST),
+        {"action": "reindex_visual_features", "_selected_action": [p.pk for p in products]},
+        follow=True,
+    )
+
+
+def test_the_change_list_shows_thumbnails_and_index_status_with_the_failure_reason(admin_client, men, broken):
+    html = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert html.count('alt="" width="36" height="48" loading="lazy"') == len(men) + 1
+    assert f'src="{men[0].image.url}"' in html
+    assert html.count('<td class="field-visual_recs_status">ready</td>') == len(men)
+    assert 'failed: <span title="not an image file (or a format Pillow cannot read)">' in html
+
+
+def test_the_change_list_costs_the_same_queries_for_more_rows(admin_client, fake_extractor, catalog_rows, make_catalog):
+    make_catalog(ids_of(catalog_rows, gender="Men", count=3))
+    admin_client.get(reverse(CHANGELIST))  # warm the session and content-type caches
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(reverse(CHANGELIST))
+    make_catalog(ids_of(catalog_rows, gender="Women", count=9))
+    with CaptureQueriesContext(connection) as more:
+        admin_client.get(reverse(CHANGELIST))
+    assert len(more) == len(few)
+
+
+def test_the_change_page_previews_the_similar_items_with_distances(admin_client, men):
+    html = admin_client.get(reverse("admin:visual_recs_product_change", args=[men[0].pk])).content.decode()
+    assert "Visual recommendations" in html
+    expected = indexing.recommendations(men[0], 10).items
+    assert html.count("<small>d = ") == len(expected) == 5
+    for item in expected:
+        assert reverse("admin:visual_recs_product_change", args=[item.object.pk]) in html
+        assert f"d = {item.distance:.2f}" in html
+
+
+def test_the_change_page_of_a_failed_product_says_why(admin_client, broken):
+    html = admin_client.get(reverse("admin:visual_recs_product_change", args=[broken.pk])).content.decode()
+    assert "not an image file" in html and "None yet." in html
+
+
+def test_the_action_enqueues_the_selection_and_reports_how_many(admin_client, men, enqueued):
+    before = dict(FeatureVector.objects.values_list("object_id", "updated_at"))
+    response = run_action(admin_client, men[:3])
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == ["Queued 3 products for reindexing."]
+    assert enqueued == [("visual_recs.tasks.index_batch", ("visual_recs", "product", sorted(str(p.pk) for p in men[:3]), True))]
+    after = dict(FeatureVector.objects.values_list("object_id", "updated_at"))
+    # Forced: extracted again though the photos did not change; the others left alone.
+    assert all(after[str(p.pk)] > before[str(p.pk)] for p in men[:3])
+    assert all(after[str(p.pk)] == before[str(p.pk)] for p in men[3:])
+
+
+def test_the_action_queues_large_selections_in_batches(admin_client, men, enqueued, monkeypatch):
+    monkeypatch.setattr(visual_recs_admin, "REINDEX_BATCH", 4)
+    response = run_action(admin_client, men)
+    assert [str(m) for m in response.context["messages"]] == ["Queued 6 products for reindexing."]
+    assert [len(args[2]) for _, args in enqueued] == [4, 2]
+
+
+def test_the_action_says_so_when_the_queue_cannot_be_reached(admin_client, men, monkeypatch):
+    monkeypatch.setattr(signals, "enqueue", lambda task, *args: False)
+    response = run_action(admin_client, men[:2])
+    [message] = response.context["messages"]
+    assert message.level_tag == "warning"
+    assert str(message).startswith("Queued 0 of 2 products for reindexing: the task queue cannot be reached.")
+
+
+def test_a_user_who_may_only_view_products_cannot_run_the_action(client, men, enqueued):
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_product"))
+    client.force_login(viewer)
+    page = client.get(reverse(CHANGELIST))
+    assert page.status_code == 200
+    assert "reindex_visual_features" not in page.content.decode()
+    response = run_action(client, men[:2])
+    assert enqueued == []
+    assert "Queued" not in " ".join(str(m) for m in response.context["messages"])
+
+    editor = User.objects.create_user("editor", password="pw", is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_product", "change_product"]))
+    client.force_login(editor)
+    assert [str(m) for m in run_action(client, men[:2]).context["messages"]] == ["Queued 2 products for reindexing."]
+
+
+def test_the_mixin_gives_a_shops_own_admin_the_columns_action_and_preview_in_one_line():
+    class GarmentAdmin(visual_recs_admin.VisualRecsAdminMixin, admin.ModelAdmin):
+        list_display = ("name", "audience", "state")
+        actions = ["some_action_of_the_shop"]
+
+        @admin.action(description="Something else")
+        def some_action_of_the_shop(self, request, queryset):
+            pass
+
+    model_admin = GarmentAdmin(Garment, admin.AdminSite(name="shop_admin"))
+    request = RequestFactory().get("/")
+    request.user = User(is_superuser=True, is_staff=True, is_active=True)
+    assert model_admin.get_list_display(request) == [
+        "name", "visual_recs_thumbnail", "audience", "state", "visual_recs_status",
+    ]
+    assert {"some_action_of_the_shop", "reindex_visual_features"} <= set(model_admin.get_actions(request))
+    garment = Garment(name="A garment", audience="kids")
+    fieldsets = model_admin.get_fieldsets(request, garment)
+    assert fieldsets[-1][1]["fields"] == ["visual_recs_status", "visual_recs_similar"]
+    assert not any("visual_recs_similar" in options["fields"] for _, options in fieldsets[:-1])
+    assert model_admin.get_fieldsets(request, None)[-1][0] != "Visual recommendations"  # not on the add page
+
+
+def test_the_feature_vector_admin_lists_and_filters_by_status_read_only(admin_client, men, broken):
+    changelist = reverse("admin:visual_recs_featurevector_changelist")
+    html = admin_client.get(changelist, {"status__exact": "failed"}).content.decode()
+    assert html.count('<td class="field-status">failed</td>') == 1
+    assert "not an image file" in html and '<td class="field-status">ready</td>' not in html
+    for column in ("field-partition", "field-model_id", "field-updated_at", "field-short_error"):
+        assert column in html
+
+    vector = FeatureVector.objects.get(object_id=str(men[0].pk))
+    page = admin_client.get(reverse("admin:visual_recs_featurevector_change", args=[vector.pk]))
+    assert page.status_code == 200 and "colour-grid:4" in page.content.decode()
+    assert 'name="status"' not in page.content.decode()  # read-only
+    assert "vector" not in page.context["adminform"].form.fields
+    assert admin_client.get(reverse("admin:visual_recs_featurevector_add")).status_code == 403

@@ -1,0 +1,317 @@
+"""The REST API's contract: shapes, statuses, limits, 404s, a readable 400 for each bad upload, 429s, the schema.
+
+The fast colour extractor stands in for ResNet50 here; test_search_by_photo.py runs the real one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from drf_spectacular.validation import validate_schema
+from rest_framework import serializers
+
+from tests.conftest import ids_of, photo_bytes
+from visual_recs import indexing, registry, signals
+from visual_recs.models import Product
+
+pytestmark = [pytest.mark.django_db]
+
+API = "/api/visual-recs"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def catalog(fake_extractor, catalog_rows, make_catalog, api_cache):
+    men = make_catalog(ids_of(catalog_rows, gender="Men", count=8))
+    women = make_catalog(ids_of(catalog_rows, gender="Women", count=8))
+    return men, women
+
+
+def similar(client, product, key: str = "products", **params):
+    return client.get(f"{API}/{key}/{product.pk}/similar/", params)
+
+
+def upload_of(product_id: str, name: str | None = None, content_type: str = "image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name or f"{product_id}.jpg", photo_bytes(product_id), content_type=content_type)
+
+
+def search(client, key: str = "products", **data):
+    return client.post(f"{API}/{key}/search/", data)  # multipart, as a browser's form sends it
+
+
+# --- similar items ------------------------------------------------------------------------
+
+
+def test_similar_items_answer_the_product_its_partition_status_and_results(client, catalog):
+    men, _ = catalog
+    response = similar(client, men[0], limit=3)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"product", "partition", "status", "results"}
+    assert body["product"] == {
+        "id": men[0].pk,
+        "title": men[0].title,
+        "url": None,  # the bundled Product has no get_absolute_url in the test settings
+        "image_url": f"http://testserver{men[0].image.url}",
+    }
+    assert (body["partition"], body["status"]) == ("Men", "ready")
+    expected = indexing.recommendations(men[0], 3).items
+    assert [result["id"] for result in body["results"]] == [item.object.pk for item in expected]
+    for result, item in zip(body["results"], expected):
+        assert set(result) == {"id", "title", "url", "image_url", "distance"}
+        assert result["distance"] == pytest.approx(item.distance)
+        assert result["image_url"] == f"http://testserver{item.object.image.url}"
+    assert len(similar(client, men[0]).json()["results"]) == 5  # the default limit
+
+
+def test_the_status_says_pending_failed_or_no_image(client, catalog, catalog_rows, make_product):
+    with signals.paused():
+        pending = make_product(ids_of(catalog_rows, gender="Men", count=9)[8])
+    no_image = Product.objects.create(title="No photo", gender="Men")
+    failed = Product(title="Broken", gender="Men")
+    failed.image.save("broken.jpg", ContentFile(b"not a photo"), save=False)
+    failed.save()
+    indexing.index(failed)
+    for product, status in ((pending, "pending"), (failed, "failed"), (no_image, "no_image")):
+        body = similar(client, product).json()
+        assert (body["status"], body["results"], body["partition"]) == (status, [], "Men")
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "21", "abc", "2.5"])
+def test_a_limit_out_of_bounds_is_a_400(client, catalog, limit):
+    response = similar(client, catalog[0][0], limit=limit)
+    assert response.status_code == 400
+    assert response.json() == {"detail": f"The limit must be a whole number from 1 to 20, not {limit!r}."}
+
+
+def test_the_limit_goes_up_to_the_neighbours_kept(client, catalog):
+    response = similar(client, catalog[0][0], limit=20)
+    assert response.status_code == 200 and len(response.json()["results"]) == 7
+
+
+def test_unknown_or_hidden_products_are_404(client, catalog):
+    men, _ = catalog
+    Product.objects.filter(pk=men[1].pk).update(is_active=False)
+    deleted_pk = men[2].pk
+    men[2].delete()
+    for url in (
+        f"{API}/widgets/{men[0].pk}/similar/",  # no such model key
+        f"{API}/products/999999/similar/",
+        f"{API}/products/not-a-number/similar/",
+        f"{API}/products/{men[1].pk}/similar/",  # filtered out
+        f"{API}/products/{deleted_pk}/similar/",
+    ):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert response.json()["detail"]
+
+
+def test_a_product_deleted_or_deactivated_after_the_lists_were_built_never_appears(client, catalog):
+    men, _ = catalog
+    before = [result["id"] for result in similar(client, men[0], limit=20).json()["results"]]
+    Product.objects.filter(pk=before[0]).update(is_active=False)
+    with signals.paused():  # the lists still name both
+        Product.objects.get(pk=before[1]).delete()
+    after = [result["id"] for result in similar(client, men[0], limit=20).json()["results"]]
+    assert after == before[2:]
+
+
+@pytest.mark.parametrize("limit", [1, 20])
+def test_the_similar_endpoint_takes_four_queries_whatever_the_limit(client, catalog, django_assert_num_queries, limit):
+    registry.for_model(Product).content_type  # cached per process after the first use
+    # The product, its vector row, its list with the targets' photo hashes, the shown targets.
+    with django_assert_num_queries(4):
+        response = similar(client, catalog[0][0], limit=limit)
+    assert len(response.json()["results"]) == min(limit, 7)
+
+
+class GarmentCardSerializer(serializers.Serializer):
+    """A shop's own way of showing its garments."""
+
+    id = serializers.CharField(source="pk")
+    name = serializers.CharField()
+    audience = serializers.CharField()
+
+
+def test_a_shops_model_with_uuid_keys_and_its_own_serializer(client, fake_extractor, catalog_rows, make_garments, settings):
+    first, second = make_garments(ids_of(catalog_rows, gender="Boys", count=2), "kids")
+    body = similar(client, first, key="garments").json()
+    assert body["product"]["id"] == str(first.uuid)
+    assert [result["url"] for result in body["results"]] == [f"http://testserver/garments/{second.uuid}/"]
+    assert body["results"][0]["title"] == second.name  # no title field: str(obj)
+
+    models = settings.VISUAL_RECS["MODELS"]
+    settings.VISUAL_RECS = {
+        **settings.VISUAL_RECS,
+        "MODELS": {**models, "garments": {**models["garments"], "serializer": "tests.test_api.GarmentCardSerializer"}},
+    }
+    body = similar(client, first, key="garments").json()
+    assert body["product"] == {"id": str(first.uuid), "name": first.name, "audience": "kids"}
+    assert set(body["results"][0]) == {"id", "name", "audience", "distance"}
+
+
+# --- search by photo ----------------------------------------------------------------------
+
+
+def test_search_answers_the_nearest_products(client, catalog):
+    men, women = catalog
+    response = search(client, image=upload_of(str(men[2].pk)), limit=3)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["partition"] is None and len(body["results"]) == 3
+    assert body["results"][0]["id"] == men[2].pk and body["results"][0]["distance"] == pytest.approx(0, abs=1e-5)
+    assert set(body["results"][0]) == {"id", "title", "url", "image_url", "distance"}
+
+    in_women = search(client, image=upload_of(str(men[2].pk)), partition="Women", limit=20).json()
+    assert in_women["partition"] == "Women"
+    assert {result["id"] for result in in_women["results"]} == {w.pk for w in women}
+
+
+def test_the_bytes_decide_not_the_file_name_or_declared_type(client, catalog):
+    men, _ = catalog
+    response = search(client, image=upload_of(str(men[0].pk), name="notes.txt", content_type="text/plain"))
+    assert response.status_code == 200 and response.json()["results"][0]["id"] == men[0].pk
+
+
+def _truncated_jpeg() -> bytes:
+    data = photo_bytes("13683")
+    return data[: len(data) // 2]
+
+
+BAD_UPLOADS = {
+    "missing file": ({"limit": "3"}, {}, "Send the photo as the multipart form field 'image'."),
+    "empty file": ({"image": ("empty.jpg", b"")}, {}, "This photo cannot be used: the file is empty."),
+    "not an image": (
+        {"image": ("shoe.jpg", b"%PDF-1.4 definitely not a photo")},
+        {},
+        "This photo cannot be used: not an image file (or a format Pillow cannot read).",
+    ),
+    "too large": ({"image": ("13683.jpg", None)}, {"MAX_IMAGE_BYTES": 1000}, "the file is larger than the 1,000 bytes limit"),
+    "too many pixels": (
+        {"image": ("13683.jpg", None)},
+        {"MAX_IMAGE_PIXELS": 10_000},
+        "the image is 360 x 480 pixels, more than the limit of 10,000 pixels",
+    ),
+    "truncated": ({"image": ("13683.jpg", _truncated_jpeg())}, {}, "the image data is truncated or corrupt"),
+    "bad limit": ({"image": ("13683.jpg", None), "limit": "lots"}, {}, "The limit must be a whole number from 1 to 20"),
+    "unknown partition": (
+        {"image": ("13683.jpg", None), "partition": "Aliens"},
+        {},
+        "Unknown partition: 'Aliens' is not a gender of products (known: Boys, Girls, Men, Unisex, Women).",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS)
+def test_each_bad_upload_is_a_400_that_says_why(client, catalog, settings, case):
+    fields, overrides, message = BAD_UPLOADS[case]
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, **overrides}
+    data = {}
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            file_name, content = value
+            value = SimpleUploadedFile(file_name, photo_bytes("13683") if content is None else content)
+        data[name] = value
+    response = search(client, **data)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
+def test_a_search_for_an_unknown_model_key_is_404(client, catalog):
+    assert search(client, key="widgets", image=upload_of("13683")).status_code == 404
+
+
+def test_searches_are_throttled_with_the_default_rate(client, catalog):
+    # Refused searches count too: the throttle runs before the upload is read.
+    codes = [search(client).status_code for _ in range(31)]
+    assert codes == [400] * 30 + [429]
+    response = search(client, image=upload_of("13683"))
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    assert "throttled" in response.json()["detail"].lower()
+
+
+def test_the_rate_comes_from_the_rest_framework_setting(client, catalog, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "2/minute"}}
+    assert [search(client, image=upload_of("13683")).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_shops_scoped_throttle_does_not_break_search(client, catalog, settings):
+    settings.REST_FRAMEWORK = {
+        "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+        "DEFAULT_THROTTLE_RATES": {"other": "1/minute"},
+    }
+    assert search(client, image=upload_of("13683")).status_code == 200
+
+
+# --- status and schema --------------------------------------------------------------------
+
+
+def test_the_status_is_for_staff(client, catalog):
+    assert client.get(f"{API}/status/").status_code in (401, 403)
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    body = client.get(f"{API}/status/").json()
+    assert body["model_id"] == "colour-grid:4"
+    assert body["models"]["products"]["partitions"]["Men"] == {"pending": 0, "ready": 8, "failed": 0}
+    assert body["models"]["garments"]["objects"] == 0
+
+    shopper = User.objects.create_user("shopper", password="pw")
+    shopper.user_permissions.add(Permission.objects.get(codename="view_product"))
+    client.force_login(shopper)
+    assert client.get(f"{API}/status/").status_code == 403
+
+
+def test_the_openapi_schema_describes_this_api_only_and_is_valid(client):
+    response = client.get(f"{API}/schema/", {"format": "json"})
+    assert response.status_code == 200
+    schema = response.json()
+    validate_schema(schema)
+    assert set(schema["paths"]) == {
+        f"{API}/status/",
+        f"{API}/{{key}}/search/",
+        f"{API}/{{key}}/{{id}}/similar/",  # drf-spectacular names primary keys "id"
+    }
+    similar_schema = schema["components"]["schemas"]["SimilarItems"]
+    assert set(similar_schema["properties"]) == {"product", "partition", "status", "results"}
+    status_enum = schema["components"]["schemas"]["StatusEnum"]["enum"]
+    assert status_enum == ["ready", "pending", "failed", "no_image"]
+    assert "multipart/form-data" in schema["paths"][f"{API}/{{key}}/search/"]["post"]["requestBody"]["content"]
+
+
+def test_the_docs_page_points_at_the_schema(client):
+    response = client.get(f"{API}/schema/redoc/")
+    assert response.status_code == 200
+    assert f"{API}/schema/" in response.content.decode()
+
+
+def test_the_core_never_imports_rest_framework():
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["rest_framework"] = None  # any import of it now fails
+        sys.modules["drf_spectacular"] = None
+        import django
+        from django.conf import settings
+        settings.configure(
+            INSTALLED_APPS=["django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
+                            "django.contrib.sessions", "django.contrib.messages", "visual_recs"],
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+            TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
+        )
+        django.setup()
+        import visual_recs.admin, visual_recs.checks, visual_recs.indexing, visual_recs.signals, visual_recs.tasks
+        from django.template import engines
+        engines["django"].from_string("{% load visual_recs %}{% similar_items product %}")
+        print("core ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "core ok"

@@ -1,0 +1,221 @@
+"""Admin: the bundled Product with its index status and similar items, and the feature vectors.
+
+A shop's own product admin gets the same in one line::
+
+    @admin.register(Garment)
+    class GarmentAdmin(VisualRecsAdminMixin, admin.ModelAdmin):
+        ...
+
+It adds a thumbnail and an index-status column to the change list, the "Reindex visual
+features" action (for users who may change the model), and on the change page a "Visual
+recommendations" section: the status with the failure reason, and the similar items with
+their distances.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import model_ngettext, quote
+from django.db import models
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+from django.utils.translation import gettext, gettext_lazy as _
+
+from . import indexing, registry, signals, tasks
+from .models import FeatureVector, Product
+
+REINDEX_ACTION = "reindex_visual_features"
+#: Objects per queued task: one pass of the network over a batch, as the reindex command queues.
+REINDEX_BATCH = 64
+_STATUS_LABELS = {
+    FeatureVector.Status.READY: _("ready"),
+    FeatureVector.Status.PENDING: _("pending"),
+    FeatureVector.Status.FAILED: _("failed"),
+    indexing.NO_IMAGE: _("no photo"),
+}
+
+
+class VisualRecsAdminMixin:
+    """Thumbnail and index-status columns, the reindex action and a similar-items preview.
+
+    Put it before ``admin.ModelAdmin`` in the bases of a registered model's admin.
+    """
+
+    #: How many similar items the change page previews.
+    visual_recs_preview_limit = 10
+    visual_recs_detail_fields = ("visual_recs_status", "visual_recs_similar")
+
+    # --- change list ---
+
+    def get_list_display(self, request: HttpRequest):
+        columns = [c for c in super().get_list_display(request) if c not in ("visual_recs_thumbnail", "visual_recs_status")]
+        # After the first column, which links to the change page.
+        return [*columns[:1], "visual_recs_thumbnail", *columns[1:], "visual_recs_status"]
+
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        # Every row's status in one query (the columns would otherwise cost one query a row).
+        page = list(changelist.result_list)
+        states = indexing.index_states(page)
+        for obj in page:
+            obj._visual_recs_state = states[str(obj.pk)]
+        return changelist
+
+    @admin.display(description=_("photo"))
+    def visual_recs_thumbnail(self, obj: models.Model) -> str:
+        image_url = registry.for_model(obj).image_url_of(obj)
+        if image_url is None:
+            return "—"
+        # alt="" since the row names the product; width/height keep the rows from jumping.
+        return format_html(
+            '<img src="{}" alt="" width="36" height="48" loading="lazy" style="object-fit:contain;background:#fff">',
+            image_url,
+        )
+
+    @admin.display(description=_("visual index"))
+    def visual_recs_status(self, obj: models.Model) -> str:
+        state = getattr(obj, "_visual_recs_state", None) or indexing.index_states([obj])[str(obj.pk)]
+        label = _STATUS_LABELS.get(state.status, state.status)
+        if state.error:
+            return format_html('{}: <span title="{}">{}</span>', label, state.error, Truncator(state.error).chars(80))
+        return str(label)
+
+    # --- action ---
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        if self.actions is None or IS_POPUP_VAR in request.GET:
+            return actions
+        func, name, description = self.get_action(REINDEX_ACTION)
+        if any(getattr(self, f"has_{perm}_permission")(request) for perm in func.allowed_permissions):
+            actions[name] = (func, name, description)
+        return actions
+
+    @admin.action(description=_("Reindex visual features"), permissions=["change"])
+    def reindex_visual_features(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        """Queue the selected objects for extraction even if their photos did not change."""
+        meta = self.model._meta
+        pks = [str(pk) for pk in queryset.values_list("pk", flat=True)]
+        queued = 0
+        for start in range(0, len(pks), REINDEX_BATCH):
+            batch = pks[start : start + REINDEX_BATCH]
+            if not signals.enqueue(tasks.index_batch, meta.app_label, meta.model_name, batch, True):
+                break
+            queued += len(batch)
+        if queued == len(pks):
+            self.message_user(
+                request,
+                gettext("Queued %(count)d %(items)s for reindexing.")
+                % {"count": queued, "items": model_ngettext(self.opts, queued)},
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                gettext(
+                    "Queued %(count)d of %(total)d %(items)s for reindexing: the task queue cannot be reached. "
+                    "Run `manage.py visual_recs_reindex --sync` on the server, or try again later."
+                )
+                % {"count": queued, "total": len(pks), "items": model_ngettext(self.opts, len(pks))},
+                messages.WARNING,
+            )
+
+    # --- change page ---
+
+    def get_readonly_fields(self, request: HttpRequest, obj: models.Model | None = None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is None:
+            return fields
+        return fields + tuple(f for f in self.visual_recs_detail_fields if f not in fields)
+
+    def get_fieldsets(self, request: HttpRequest, obj: models.Model | None = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        ours = self.visual_recs_detail_fields
+        # Our fields in a section of their own at the end, wherever the default layout put them.
+        stripped = [
+            (title, {**options, "fields": [f for f in options["fields"] if f not in ours]})
+            for title, options in fieldsets
+        ]
+        return [*stripped, (_("Visual recommendations"), {"fields": list(ours)})]
+
+    @admin.display(description=_("similar items"))
+    def visual_recs_similar(self, obj: models.Model) -> str:
+        indexed_model = registry.for_model(obj)
+        found = indexing.recommendations(obj, self.visual_recs_preview_limit)
+        if not found.items:
+            return gettext("None yet.") if found.status != "ready" else gettext("None: no other shown product in its partition.")
+        cards = format_html_join(
+            "",
+            '<li style="width:96px"><a href="{}">{}<br>{}</a><br><small>d = {}</small></li>',
+            (
+                (
+                    self._visual_recs_admin_url(item.object),
+                    self._visual_recs_image(indexed_model.image_url_of(item.object)),
+                    Truncator(indexed_model.title_of(item.object)).chars(40),
+                    f"{item.distance:.2f}",
+                )
+                for item in found.items
+            ),
+        )
+        return format_html(
+            '<ol style="display:flex;flex-wrap:wrap;gap:12px;list-style:none;margin:0;padding:0">{}</ol>', cards
+        )
+
+    @staticmethod
+    def _visual_recs_image(image_url: str | None) -> str:
+        if image_url is None:
+            return ""
+        return format_html('<img src="{}" alt="" width="72" height="96" loading="lazy" style="object-fit:contain">', image_url)
+
+    def _visual_recs_admin_url(self, obj: models.Model) -> str:
+        meta = obj._meta
+        try:
+            return reverse(
+                f"{self.admin_site.name}:{meta.app_label}_{meta.model_name}_change", args=[quote(obj.pk)]
+            )
+        except NoReverseMatch:
+            return "#"
+
+
+@admin.register(Product)
+class ProductAdmin(VisualRecsAdminMixin, admin.ModelAdmin):
+    list_display = ("title", "gender", "category", "product_type", "colour", "is_active")
+    list_filter = ("is_active", "gender", "category", "product_type")
+    search_fields = ("title", "sku")
+
+
+@admin.register(FeatureVector)
+class FeatureVectorAdmin(admin.ModelAdmin):
+    """Read-only: rows are written by indexing; the reindex action on the products redoes them."""
+
+    list_display = ("object_id", "content_type", "status", "partition", "model_id", "updated_at", "short_error")
+    list_filter = ("status", "content_type", "partition")
+    list_select_related = ("content_type",)
+    search_fields = ("object_id", "error")
+    # Everything but the vector itself (8 KB of float32 bytes: nothing to read there).
+    fields = (
+        "content_type", "object_id", "partition", "listed", "status", "error", "attempts",
+        "model_id", "dims", "image_sha256", "created_at", "updated_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        return super().get_queryset(request).defer("vector")
+
+    @admin.display(description=_("error"), ordering="error")
+    def short_error(self, obj: FeatureVector) -> str:
+        return Truncator(obj.error).chars(80)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: FeatureVector | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: FeatureVector | None = None) -> bool:
+        return False

@@ -1,0 +1,112 @@
+"""How the API shows products and their similar items.
+
+A product is shown by :class:`ProductSerializer` (id, title, url, image_url), read generically
+from any registered model; ``VISUAL_RECS["MODELS"][key]["serializer"]`` (a dotted path) puts a
+serializer of your own in its place, e.g. a ``ModelSerializer`` of your product. A similar
+item is that product's fields plus ``distance``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.utils.module_loading import import_string
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .. import indexing
+from ..conf import app_settings
+from ..registry import IndexedModel
+
+
+def product_serializer_class(indexed_model: IndexedModel) -> type[serializers.BaseSerializer]:
+    """The serializer of one product of ``indexed_model``: the model's own setting, else ProductSerializer."""
+    dotted_path = app_settings.MODELS.get(indexed_model.key, {}).get("serializer")
+    return import_string(dotted_path) if dotted_path else ProductSerializer
+
+
+def _absolute(url: str | None, context: dict[str, Any]) -> str | None:
+    request = context.get("request")
+    return request.build_absolute_uri(url) if url and request is not None else url
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "The primary key."})
+class PrimaryKeyField(serializers.ReadOnlyField):
+    """The object's primary key as JSON has it: a number, or a string (UUIDs, codes)."""
+
+
+class ProductSerializer(serializers.Serializer):
+    """A product of any registered model. Needs ``indexed_model`` in the context (``request`` for absolute URLs)."""
+
+    id = PrimaryKeyField(source="pk")
+    title = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField(help_text="The product page (get_absolute_url), or null.")
+    image_url = serializers.SerializerMethodField(help_text="The product photo, or null.")
+
+    def get_title(self, obj: models.Model) -> str:
+        return self.context["indexed_model"].title_of(obj)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, obj: models.Model) -> str | None:
+        return _absolute(self.context["indexed_model"].url_of(obj), self.context)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_image_url(self, obj: models.Model) -> str | None:
+        return _absolute(self.context["indexed_model"].image_url_of(obj), self.context)
+
+
+class SimilarItemSerializer(ProductSerializer):
+    """For the schema only: what one result looks like with the default product serializer."""
+
+    distance = serializers.FloatField(help_text="Euclidean distance of the photos' features; smaller is closer.")
+
+
+def _items(similar: list[indexing.Similar], context: dict[str, Any]) -> list[dict[str, Any]]:
+    serializer_class = product_serializer_class(context["indexed_model"])
+    return [{**serializer_class(item.object, context=context).data, "distance": item.distance} for item in similar]
+
+
+class SimilarItemsSerializer(serializers.Serializer):
+    """``GET <key>/<pk>/similar/``: takes ``{"product": obj, "recommendations": Recommendations}``."""
+
+    product = serializers.SerializerMethodField()
+    partition = serializers.CharField(source="recommendations.partition")
+    status = serializers.ChoiceField(
+        source="recommendations.status",
+        choices=indexing.STATUSES,
+        help_text="ready: listed; pending: being indexed; failed: its photo cannot be used; no_image: no photo.",
+    )
+    results = serializers.SerializerMethodField()
+
+    @extend_schema_field(ProductSerializer)
+    def get_product(self, data: dict[str, Any]) -> dict[str, Any]:
+        return product_serializer_class(self.context["indexed_model"])(data["product"], context=self.context).data
+
+    @extend_schema_field(SimilarItemSerializer(many=True))
+    def get_results(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        return _items(data["recommendations"].items, self.context)
+
+
+class SearchResultsSerializer(serializers.Serializer):
+    """``POST <key>/search/``: takes ``{"partition": str | None, "results": list[Similar]}``."""
+
+    partition = serializers.CharField(allow_null=True, help_text="The partition searched; null: all of them.")
+    results = serializers.SerializerMethodField()
+
+    @extend_schema_field(SimilarItemSerializer(many=True))
+    def get_results(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        return _items(data["results"], self.context)
+
+
+class SearchRequestSerializer(serializers.Serializer):
+    """For the schema only: the multipart form of a search (the view reads and checks it itself)."""
+
+    image = serializers.FileField(help_text="The photo: JPEG, PNG, WebP, GIF, ... (sniffed from its bytes).")
+    partition = serializers.CharField(required=False, help_text="Search one partition only (e.g. a gender).")
+    limit = serializers.IntegerField(required=False, min_value=1, help_text="How many results (default 5).")
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What is wrong with the request, for a person.")

@@ -1,0 +1,192 @@
+"""The API's views: thin shells over ``visual_recs.indexing``.
+
+Similar items and search are public (shop data shown to shoppers); the status is for staff.
+Bad input answers 400 with ``{"detail": "<why>"}``, written for a person.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.http import Http404
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import indexing, registry
+from ..conf import app_settings
+from ..exceptions import ImageError, NotRegistered, UnknownPartition
+from ..images import image_format, read_image_bytes
+from ..registry import IndexedModel
+from .serializers import (
+    ErrorSerializer,
+    SearchRequestSerializer,
+    SearchResultsSerializer,
+    SimilarItemsSerializer,
+)
+from .throttling import SEARCH_SCOPE, SearchRateThrottle
+
+DEFAULT_LIMIT = 5
+UPLOAD_FIELD = "image"
+
+_KEY = OpenApiParameter("key", str, OpenApiParameter.PATH, description="The model's key in VISUAL_RECS['MODELS'].")
+_LIMIT = OpenApiParameter(
+    "limit", int, OpenApiParameter.QUERY, description="How many results, 1 to NEIGHBOURS (default 5)."
+)
+_BAD_INPUT = OpenApiResponse(ErrorSerializer, description="Bad input; `detail` says why.")
+_NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such model key, or no such shown product.")
+
+
+class InvalidInput(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "Invalid input."
+    default_code = "invalid"
+
+
+def _registered(key: str) -> IndexedModel:
+    try:
+        return registry.get(key)
+    except NotRegistered as exc:
+        raise Http404(str(exc)) from exc
+
+
+def _shown_object(indexed_model: IndexedModel, pk: str) -> models.Model:
+    """The object ``pk`` if it may be shown now; 404 otherwise (also for a malformed key)."""
+    try:
+        pk_value = indexed_model.model._meta.pk.to_python(pk)
+    except ValidationError as exc:
+        raise Http404(f"No {indexed_model.key} with the id {pk!r}.") from exc
+    obj = indexed_model.shown().filter(pk=pk_value).first()
+    if obj is None:
+        raise Http404(f"No {indexed_model.key} with the id {pk!r}.")
+    return obj
+
+
+def _limit(raw: str | None) -> int:
+    """The ``limit`` parameter: 1 to ``NEIGHBOURS`` (as many as a stored list holds)."""
+    if raw in (None, ""):
+        return DEFAULT_LIMIT
+    maximum = app_settings.NEIGHBOURS
+    try:
+        limit = int(raw)
+    except (TypeError, ValueError):
+        limit = 0
+    if not 1 <= limit <= maximum:
+        raise InvalidInput(f"The limit must be a whole number from 1 to {maximum}, not {raw!r}.")
+    return limit
+
+
+def _context(request: Request, indexed_model: IndexedModel) -> dict:
+    return {"request": request, "indexed_model": indexed_model}
+
+
+# The schema annotations sit on the classes, over their own drf-spectacular AutoSchema: on the
+# methods they would extend DRF's DEFAULT_SCHEMA_CLASS, which a shop need not have pointed at it.
+
+
+@extend_schema(
+    parameters=[_KEY, _LIMIT],  # the pk's parameter comes from the URL (as "id" by default)
+    responses={200: SimilarItemsSerializer, 400: _BAD_INPUT, 404: _NOT_FOUND},
+)
+class SimilarItemsView(APIView):
+    """The nearest products to one product, in its partition, nearest first."""
+
+    permission_classes = [AllowAny]
+    schema = AutoSchema()
+
+    def get(self, request: Request, key: str, pk: str) -> Response:
+        indexed_model = _registered(key)
+        product = _shown_object(indexed_model, pk)
+        limit = _limit(request.query_params.get("limit"))
+        found = indexing.recommendations(product, limit)
+        data = {"product": product, "recommendations": found}
+        return Response(SimilarItemsSerializer(data, context=_context(request, indexed_model)).data)
+
+
+@extend_schema(
+    parameters=[_KEY],
+    request={"multipart/form-data": SearchRequestSerializer},
+    responses={
+        200: SearchResultsSerializer,
+        400: _BAD_INPUT,
+        404: OpenApiResponse(ErrorSerializer, description="No model is registered under this key."),
+        429: OpenApiResponse(ErrorSerializer, description="Too many searches; retry after Retry-After."),
+    },
+)
+class SearchByImageView(APIView):
+    """Search by photo: the products whose photos look most like an uploaded one."""
+
+    permission_classes = [AllowAny]
+    # Public and read-only: no session, so a signed-in shopper's browser needs no CSRF token.
+    authentication_classes: list = []
+    parser_classes = [MultiPartParser, FormParser]
+    visual_recs_throttle_scope = SEARCH_SCOPE
+    schema = AutoSchema()
+
+    def get_throttles(self) -> list:
+        return [*super().get_throttles(), SearchRateThrottle()]
+
+    def post(self, request: Request, key: str) -> Response:
+        indexed_model = _registered(key)
+        limit = _limit(request.data.get("limit"))
+        partition = request.data.get("partition") or None
+        data = self._photo(request)
+        try:
+            results = indexing.search_by_image(indexed_model, data, partition=partition, limit=limit)
+        except UnknownPartition as exc:
+            raise InvalidInput(f"Unknown partition: {exc}.") from exc
+        except ImageError as exc:
+            raise InvalidInput(f"This photo cannot be used: {exc}.") from exc
+        payload = {"partition": partition, "results": results}
+        return Response(SearchResultsSerializer(payload, context=_context(request, indexed_model)).data)
+
+    def _photo(self, request: Request) -> bytes:
+        """The uploaded photo's bytes, refused early when missing, too large or not an image."""
+        upload = request.FILES.get(UPLOAD_FIELD)
+        if upload is None:
+            raise InvalidInput(f"Send the photo as the multipart form field {UPLOAD_FIELD!r}.")
+        try:
+            data = read_image_bytes(upload, max_bytes=app_settings.MAX_IMAGE_BYTES)
+        except ImageError as exc:
+            raise InvalidInput(f"This photo cannot be used: {exc}.") from exc
+        # The bytes decide, not the file name or the declared content type.
+        if image_format(data) is None:
+            raise InvalidInput("This photo cannot be used: not an image file (or a format Pillow cannot read).")
+        return data
+
+
+@extend_schema(responses={200: OpenApiTypes.OBJECT})
+class IndexStatusView(APIView):
+    """For staff: how far indexing has got, per model, partition and status."""
+
+    permission_classes = [IsAdminUser]
+    schema = AutoSchema()
+
+    def get(self, request: Request) -> Response:
+        return Response(indexing.index_overview())
+
+
+def only_this_api(endpoints: list) -> list:
+    """drf-spectacular preprocessing hook: keep this package's endpoints, so the shop's own views
+    (with whatever schema class they use) stay out of this schema."""
+    ours = (SimilarItemsView, SearchByImageView, IndexStatusView)
+    return [endpoint for endpoint in endpoints if getattr(endpoint[3], "cls", None) in ours]
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI 3 schema of this API (YAML; ``?format=json`` for JSON)."""
+
+    custom_settings = {
+        "TITLE": "visual_recs API",
+        "DESCRIPTION": "Similar items from product photos, search by photo, and the index status.",
+        "VERSION": "1",
+        "PREPROCESSING_HOOKS": ["visual_recs.api.views.only_this_api"],
+    }
