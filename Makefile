@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The sample catalog (fashion.csv + images/) beside the clone; override to import another copy.
+CATALOG_DIR ?= $(CURDIR)/../shared/data/fashion-images
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: demo test weights venv clean
@@ -26,9 +28,12 @@ weights: $(INSTALLED)
 test: weights
 	$(PY) -m pytest
 
+# Imports and indexes the sample catalog the first time (a few minutes); later runs find it
+# unchanged and start the server in seconds.
 demo: weights
 	mkdir -p var
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_setup --catalog-dir "$(CATALOG_DIR)"
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 clean:

@@ -1,12 +1,33 @@
+"""The demo shop's URLs: its pages, the admin, and the app's REST API when it is installed."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import path
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.urls import include, path
 
 from demo_shop.shop import views
 
 urlpatterns = [
     path("", views.catalog, name="catalog"),
     path("products/<int:pk>/", views.product_detail, name="product-detail"),
+    path("search/", views.search, name="search"),
     path("admin/", admin.site.urls),
-] + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+]
+
+# The REST API is an optional extra of the app (`pip install django-visual-recs[api]`).
+try:
+    api_urls = import_module("visual_recs.api.urls")
+except ModuleNotFoundError as exc:
+    # Only a missing extra is tolerated: an import error inside the API is a bug to see.
+    if exc.name not in ("visual_recs.api", "visual_recs.api.urls", "rest_framework", "drf_spectacular"):
+        raise
+else:
+    urlpatterns.append(path("api/visual-recs/", include(api_urls)))
+
+# Photos and CSS in DEBUG, also under gunicorn (the compose demo); both return [] otherwise.
+urlpatterns += staticfiles_urlpatterns() + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

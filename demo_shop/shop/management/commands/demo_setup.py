@@ -1,0 +1,76 @@
+"""``manage.py demo_setup``: the demo shop's catalog, index and admin user, in one idempotent step."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.crypto import salted_hmac
+
+ADMIN_USERNAME = "admin"
+
+
+def default_catalog_dir() -> Path:
+    """``$CATALOG_DIR``, else the sample catalog beside the repository (``../shared/data/fashion-images``)."""
+    configured = os.environ.get("CATALOG_DIR")
+    return Path(configured) if configured else Path(settings.BASE_DIR).parent / "shared" / "data" / "fashion-images"
+
+
+def demo_admin_password() -> str:
+    """The demo admin's password, derived from SECRET_KEY: the same on every run, so it can be
+    printed again without being stored, and unguessable where the deployment's key is secret."""
+    return salted_hmac("demo_shop.demo_setup", ADMIN_USERNAME, secret=settings.SECRET_KEY).hexdigest()[:16]
+
+
+class Command(BaseCommand):
+    help = (
+        "Set up the demo shop: import the sample catalog (fashion.csv and images/), index it, and "
+        f"create the '{ADMIN_USERNAME}' user. Running it again only reports that everything is in place."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--catalog-dir",
+            type=Path,
+            help="Directory with fashion.csv and images/ (default: $CATALOG_DIR or ../shared/data/fashion-images).",
+        )
+        parser.add_argument("--limit", type=int, help="Import only the first N products (a quick demo).")
+        parser.add_argument(
+            "--queue", action="store_true", help="Queue the indexing for the Celery worker instead of indexing here."
+        )
+
+    def handle(self, *args, catalog_dir: Path | None = None, limit: int | None = None, queue: bool = False, **options):
+        catalog_dir = catalog_dir or default_catalog_dir()
+        csv_path = catalog_dir / "fashion.csv"
+        if not csv_path.is_file():
+            raise CommandError(f"No fashion.csv in {catalog_dir}; pass --catalog-dir or set CATALOG_DIR.")
+        arguments = ["--csv", str(csv_path), "--images", str(catalog_dir / "images")]
+        if limit is not None:
+            arguments += ["--limit", str(limit)]
+        if not queue:
+            arguments.append("--index")
+        call_command("visual_recs_import_catalog", *arguments, stdout=self.stdout, stderr=self.stderr)
+        self._ensure_admin()
+
+    def _ensure_admin(self) -> None:
+        password = demo_admin_password()
+        user, created = get_user_model()._default_manager.get_or_create(
+            username=ADMIN_USERNAME, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        elif not user.check_password(password):
+            # Someone chose their own password: theirs to keep.
+            self.stdout.write(f"Admin user '{ADMIN_USERNAME}' exists with a password of its own; left as it is.")
+            return
+        state = "created" if created else "exists"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Admin user {state}: log in at /admin/ as {ADMIN_USERNAME} / {password} (local demo only)."
+            )
+        )

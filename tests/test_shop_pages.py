@@ -1,0 +1,125 @@
+"""The demo shop's pages through Django's test client, on a small imported catalog.
+
+The colour-grid extractor stands in for ResNet50 (the browser test uses the real one); the
+pages are the demo's own: demo_shop.urls and the shop app's templates.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from demo_shop.shop import views
+from tests.catalog_files import write_catalog_csv
+from tests.conftest import CATALOG_DIR, ids_of, photo_bytes
+from visual_recs import catalog, indexing
+from visual_recs.models import Product
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_extractor")]
+
+SHOE = "13683"
+CARD_ID = re.compile(r'<li class="card" data-product-id="(\d+)" data-gender="(\w+)"')
+SIMILAR_ID = re.compile(r'data-object-id="(\d+)"')
+
+
+@pytest.fixture(autouse=True)
+def demo_pages(settings):
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "demo_shop.shop"]
+    settings.ROOT_URLCONF = "demo_shop.urls"
+
+
+@pytest.fixture
+def shop(tmp_path, catalog_rows) -> dict[str, str]:
+    """8 men's shoes (the article's one among them), 6 women's, 6 girls' items, imported and indexed."""
+    ids = sorted({SHOE, *ids_of(catalog_rows, gender="Men", count=7)}, key=int)
+    ids += ids_of(catalog_rows, gender="Women", count=6) + ids_of(catalog_rows, gender="Girls", count=6)
+    csv_path = write_catalog_csv(tmp_path / "fashion.csv", [catalog_rows[pid] for pid in ids])
+    catalog.import_rows(catalog.read_catalog(csv_path), CATALOG_DIR / "images")
+    indexing.index_many(Product.objects.all())
+    return {pid: catalog_rows[pid]["Gender"] for pid in ids}
+
+
+def cards(response) -> list[tuple[str, str]]:
+    return CARD_ID.findall(response.content.decode())
+
+
+def test_catalog_lists_products_with_lazy_thumbnails(client, shop):
+    response = client.get("/")
+    html = response.content.decode()
+
+    assert response.status_code == 200
+    assert len(cards(response)) == 20 and "20 products" in html
+    assert html.count('loading="lazy"') == 20
+    assert 'href="/static/shop/shop.css"' in html and 'href="/api/visual-recs/schema/"' in html
+
+
+def test_gender_and_category_filters_combine_and_count(client, shop):
+    response = client.get("/", {"gender": "Men"})
+    assert {gender for _, gender in cards(response)} == {"Men"} and len(cards(response)) == 8
+    html = response.content.decode()
+    # Chips count within the other filter: with Men chosen, only Footwear has products.
+    assert re.search(r'href="\?gender=Men&amp;category=Footwear">Footwear <span class="count">8</span>', html)
+    assert "Apparel" not in html.split('aria-label="Category"')[1].split("</div>")[0]
+
+    response = client.get("/", {"gender": "Men", "category": "Apparel"})
+    assert cards(response) == [] and "No product matches these filters" in response.content.decode()
+
+
+def test_pages_keep_the_filters(client, shop, monkeypatch):
+    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    first = client.get("/", {"gender": "Men"})
+    assert 'href="?gender=Men&amp;page=2" rel="next"' in first.content.decode()
+    last = client.get("/", {"gender": "Men", "page": 3})
+    assert len(cards(last)) == 2 and 'href="?gender=Men&amp;page=2" rel="prev"' in last.content.decode()
+    assert len(cards(client.get("/", {"gender": "Men", "page": "999"}))) == 2  # past the end: the last page
+
+
+def test_product_page_shows_the_product_and_five_similar_items_of_its_gender(client, shop):
+    response = client.get(f"/products/{SHOE}/")
+    html = response.content.decode()
+
+    assert response.status_code == 200
+    assert "<h1>ADIDAS Men Adi Quest Blue Sports Shoes</h1>" in html
+    assert f'src="/media/products/{SHOE}.jpg"' in html and "<dd>Sports Shoes</dd>" in html
+    similar = SIMILAR_ID.findall(html.split('class="similar"')[1])
+    assert len(similar) == 5 and SHOE not in similar
+    assert {shop[pid] for pid in similar} == {"Men"}
+
+
+def test_hidden_or_unknown_products_are_not_found(client, shop):
+    Product.objects.filter(pk=int(SHOE)).update(is_active=False)
+    assert client.get(f"/products/{SHOE}/").status_code == 404
+    assert client.get("/products/1/").status_code == 404
+
+
+def test_search_form_takes_images_with_csrf(client):
+    html = client.get("/search/").content.decode()
+    assert 'enctype="multipart/form-data"' in html and 'accept="image/*"' in html
+    assert 'name="csrfmiddlewaretoken"' in html
+
+
+def test_search_finds_the_product_of_the_same_photo(client, shop):
+    upload = SimpleUploadedFile(f"{SHOE}.jpg", photo_bytes(SHOE), content_type="image/jpeg")
+    response = client.post("/search/", {"photo": upload})
+    found = cards(response)
+    assert found[0] == (SHOE, "Men") and len(found) == views.SEARCH_RESULTS
+
+    upload = SimpleUploadedFile(f"{SHOE}.jpg", photo_bytes(SHOE), content_type="image/jpeg")
+    response = client.post("/search/", {"photo": upload, "gender": "Girls"})
+    assert {gender for _, gender in cards(response)} == {"Girls"}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not a photo", "This photo cannot be used: not an image file"),
+        (photo_bytes(SHOE)[:2000], "This photo cannot be used: the image data is truncated or corrupt"),
+    ],
+)
+def test_a_bad_upload_gets_a_readable_error(client, shop, content, message):
+    response = client.post("/search/", {"photo": SimpleUploadedFile("upload.jpg", content)})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert message in html and 'class="search-results"' not in html
