@@ -194,8 +194,10 @@ def test_product_page_shows_five_similar_mens_items_with_their_photos(demo_serve
     browser.execute_script("window.scrollTo(0, 0)")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(SCREENSHOT))
-    save_readme_image(SCREENSHOT, README_IMAGE)
-    assert README_IMAGE.stat().st_size < README_IMAGE_MAX_BYTES
+    if os.environ.get("UPDATE_README_SCREENSHOT") == "1":
+        # Only on request: the committed picture should not change with every test run.
+        save_readme_image(SCREENSHOT, README_IMAGE)
+        assert README_IMAGE.stat().st_size < README_IMAGE_MAX_BYTES
 
 
 def test_search_by_photo_ranks_the_same_product_first(demo_server, browser, tmp_path):
