@@ -55,7 +55,8 @@ TEMPLATES = [
 _worker_db = os.environ.get("VISUAL_RECS_WORKER_DB")
 DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'tests.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # VISUAL_RECS_TEST_DB lets two test runs share a checkout without sharing a database.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISUAL_RECS_TEST_DB", str(VAR_DIR / "test-db.sqlite3"))}
     DATABASES["default"]["OPTIONS"] = {"timeout": 30}
 if _worker_db:
     DATABASES["default"]["NAME"] = _worker_db
