@@ -42,19 +42,14 @@ def catalog_rows(limit: int | None = None) -> list[dict[str, str]]:
 
 def load_catalog(limit: int | None = None) -> int:
     """Bulk-create Products pointing at the catalog's photos (no signals, no indexing)."""
+    from visual_recs.catalog import FIELD_OF_COLUMN
     from visual_recs.models import Product
 
     products = [
         Product(
             pk=int(row["ProductId"]),
-            title=row["ProductTitle"],
-            gender=row["Gender"],
-            category=row["Category"],
-            subcategory=row["SubCategory"],
-            product_type=row["ProductType"],
-            colour=row["Colour"],
-            usage=row["Usage"],
             image=f"images/{row['Image']}",
+            **{name: row[column] for column, name in FIELD_OF_COLUMN.items()},
         )
         for row in catalog_rows(limit)
     ]

@@ -23,6 +23,7 @@ from PIL import Image
 
 from tests.catalog_files import write_catalog_csv
 from tests.conftest import CATALOG_DIR, ids_of
+from tests.processes import stop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -121,12 +122,7 @@ def demo_server(tmp_path_factory, small_catalog, resnet_weights) -> Iterator[str
         wait_until_serving(f"{base_url}/", server, log)
         yield base_url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from django.db import connection
 
 from tests.celery_app import app as celery_app
 from tests.conftest import ids_of
+from tests.processes import stop
 from visual_recs import tasks
 from visual_recs.models import FeatureVector, SimilarItem
 
@@ -86,11 +87,7 @@ def celery_worker(django_db_setup, django_db_blocker, resnet_weights, worker_med
             wait_for(lambda: celery_app.control.ping(timeout=0.5), timeout=90, what="the worker to answer a ping")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
         sys.stdout.write((worker_media / "worker.log").read_text()[-3000:])
 
