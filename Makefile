@@ -11,7 +11,7 @@ PORT ?= 8000
 CATALOG_DIR ?= $(CURDIR)/../shared/data/fashion-images
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test weights venv clean
+.PHONY: demo test test-postgres weights venv clean
 
 $(INSTALLED): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ weights: $(INSTALLED)
 
 test: weights
 	$(PY) -m pytest
+
+# The same suite on PostgreSQL (the browser test, which runs its own demo database, left out).
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+test-postgres: weights
+	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m "not browser"
 
 # Imports and indexes the sample catalog the first time (a few minutes); later runs find it
 # unchanged and start the server in seconds.
