@@ -42,10 +42,6 @@ class IndexedModel:
         image = getattr(obj, self.image_field)
         return image if image else None
 
-    def image_name(self, obj: models.Model) -> str:
-        image = self.image_of(obj)
-        return image.name if image is not None else ""
-
     def title_of(self, obj: models.Model) -> str:
         """What a card calls ``obj``: its ``title`` when the model has one, else ``str(obj)``."""
         title = getattr(obj, "title", None)
