@@ -124,3 +124,33 @@ def test_index_backends_match_brute_force(backend, n_queries, n_candidates, k):
     assert [[j for j, _ in row] for row in got] == [[j for j, _ in row] for row in expected]
     for got_row, expected_row in zip(got, expected):
         np.testing.assert_allclose([d for _, d in got_row], [d for _, d in expected_row], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_partition_lock_keeps_other_connections_out_on_postgresql():
+    """Two workers never repair the same partition's lists at once (PostgreSQL advisory lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's; `make test-postgres` runs this (SQLite has one writer)")
+    products = registry.get("products")
+
+    def other_connection_can_lock(partition: str) -> bool:
+        def attempt() -> bool:
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    key = indexing.partition_lock_key(products, partition)
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [key])
+                    return cursor.fetchone()[0]
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(max_workers=1) as pool:  # a thread has its own connection
+            return pool.submit(attempt).result()
+
+    with indexing.partition_lock(products, "Men"):
+        assert not other_connection_can_lock("Men")
+        assert other_connection_can_lock("Women")
+    assert other_connection_can_lock("Men")

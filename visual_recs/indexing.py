@@ -19,6 +19,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -374,15 +375,16 @@ def _partitions_of_sources_naming(indexed_model: IndexedModel, object_ids: set[s
 
 def refresh_partition(indexed_model: IndexedModel, partition: str) -> int:
     """Rebuild every neighbour list of one partition; returns how many lists were written."""
-    data = _load_partition(indexed_model, partition)
-    content_type = indexed_model.content_type
-    stale_sources = set(
-        FeatureVector.objects.filter(content_type=content_type, partition=partition).values_list(
-            "object_id", flat=True
-        )
-    ) - set(data.ids)
-    _write_lists(indexed_model, data, np.arange(len(data.ids)), clear=stale_sources)
-    return len(data.ids)
+    with partition_lock(indexed_model, partition):
+        data = _load_partition(indexed_model, partition)
+        content_type = indexed_model.content_type
+        stale_sources = set(
+            FeatureVector.objects.filter(content_type=content_type, partition=partition).values_list(
+                "object_id", flat=True
+            )
+        ) - set(data.ids)
+        _write_lists(indexed_model, data, np.arange(len(data.ids)), clear=stale_sources)
+        return len(data.ids)
 
 
 def update_neighbours(indexed_model: IndexedModel, changed_ids: set[str], partitions: set[str]) -> int:
@@ -391,45 +393,73 @@ def update_neighbours(indexed_model: IndexedModel, changed_ids: set[str], partit
     ``partitions`` are the partitions those objects are in now or were in before.
     Returns how many lists were rewritten.
     """
+    # Lists of changed objects that have no ready vector any more (failed, no photo, deleted).
+    _delete_lists(indexed_model.content_type, changed_ids)
     written = 0
+    for partition in partitions:
+        with partition_lock(indexed_model, partition):
+            written += _repair_partition(indexed_model, partition, changed_ids)
+    return written
+
+
+@contextmanager
+def partition_lock(indexed_model: IndexedModel, partition: str) -> Iterator[None]:
+    """A transaction in which no other process reads or rewrites the lists of this partition.
+
+    Without it, two workers indexing neighbours at the same moment would each compute its
+    list from vectors that lack the other's. On PostgreSQL this is a transaction-level
+    advisory lock (re-entrant, released at commit); SQLite already admits one writer at a time.
+    """
+    with transaction.atomic():
+        connection = transaction.get_connection()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [partition_lock_key(indexed_model, partition)])
+        yield
+
+
+def partition_lock_key(indexed_model: IndexedModel, partition: str) -> int:
+    """The 64-bit advisory lock key of one partition of one model."""
+    name = f"visual_recs:{indexed_model.content_type.pk}:{partition}".encode()
+    return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
+
+
+def _repair_partition(indexed_model: IndexedModel, partition: str, changed_ids: set[str]) -> int:
+    data = _load_partition(indexed_model, partition)
+    if not data.ids:
+        return 0
     k = app_settings.NEIGHBOURS
     content_type = indexed_model.content_type
-    # Lists of changed objects that have no ready vector any more (failed, no photo, deleted).
-    _delete_lists(content_type, changed_ids)
-    for partition in partitions:
-        data = _load_partition(indexed_model, partition)
-        if not data.ids:
-            continue
-        row_of = {object_id: row for row, object_id in enumerate(data.ids)}
-        changed_rows = np.array(sorted(row_of[i] for i in changed_ids if i in row_of), dtype=int)
-        if len(changed_rows) > FULL_REBUILD_SHARE * len(data.ids):
-            written += refresh_partition(indexed_model, partition)
-            continue
-        rows = set(changed_rows.tolist())
-        # Lists naming a changed object hold a stale distance, or an object that left.
-        for chunk in _chunks(changed_ids, _SQL_CHUNK):
-            naming = SimilarItem.objects.filter(content_type=content_type, target_id__in=chunk)
-            rows.update(row_of[s] for s in naming.values_list("source_id", flat=True) if s in row_of)
-        # Lists that a changed, listed vector now belongs in: closer than their farthest entry, or not full.
-        new_candidates = changed_rows[data.listed[changed_rows]] if len(changed_rows) else changed_rows
-        if len(new_candidates):
-            worst = np.full(len(data.ids), np.inf)
-            counts = np.zeros(len(data.ids), dtype=int)
-            for entry in (
-                SimilarItem.objects.filter(content_type=content_type, source_id__in=data.ids)
-                .values("source_id")
-                .annotate(worst=Max("distance"), n=Count("id"))
-            ):
+    row_of = {object_id: row for row, object_id in enumerate(data.ids)}
+    changed_rows = np.array(sorted(row_of[i] for i in changed_ids if i in row_of), dtype=int)
+    if len(changed_rows) > FULL_REBUILD_SHARE * len(data.ids):
+        return refresh_partition(indexed_model, partition)
+    rows = set(changed_rows.tolist())
+    # Lists naming a changed object hold a stale distance, or an object that left.
+    for chunk in _chunks(changed_ids, _SQL_CHUNK):
+        naming = SimilarItem.objects.filter(content_type=content_type, target_id__in=chunk)
+        rows.update(row_of[s] for s in naming.values_list("source_id", flat=True) if s in row_of)
+    # Lists that a changed, listed vector now belongs in: closer than their farthest entry, or not full.
+    new_candidates = changed_rows[data.listed[changed_rows]] if len(changed_rows) else changed_rows
+    if len(new_candidates):
+        worst = np.full(len(data.ids), np.inf)
+        counts = np.zeros(len(data.ids), dtype=int)
+        in_partition = FeatureVector.objects.filter(content_type=content_type, partition=partition)
+        for entry in (
+            SimilarItem.objects.filter(content_type=content_type, source_id__in=in_partition.values("object_id"))
+            .values("source_id")
+            .annotate(worst=Max("distance"), n=Count("id"))
+        ):
+            if entry["source_id"] in row_of:
                 worst[row_of[entry["source_id"]]] = entry["worst"]
                 counts[row_of[entry["source_id"]]] = entry["n"]
-            available = len(data.candidate_rows) - data.listed.astype(int)  # candidates other than itself
-            full = counts >= np.minimum(k, available)
-            nearest = get_index().kneighbors(data.vectors, data.vectors[new_candidates], 1)
-            for row, hits in enumerate(nearest):
-                if not full[row] or (hits and hits[0][1] < worst[row]):
-                    rows.add(row)
-        written += _write_lists(indexed_model, data, np.array(sorted(rows), dtype=int))
-    return written
+        available = len(data.candidate_rows) - data.listed.astype(int)  # candidates other than itself
+        full = counts >= np.minimum(k, available)
+        nearest = get_index().kneighbors(data.vectors, data.vectors[new_candidates], 1)
+        for row, hits in enumerate(nearest):
+            if not full[row] or (hits and hits[0][1] < worst[row]):
+                rows.add(row)
+    return _write_lists(indexed_model, data, np.array(sorted(rows), dtype=int))
 
 
 def _write_lists(indexed_model: IndexedModel, data: _Partition, source_rows: np.ndarray, clear: set[str] = frozenset()) -> int:
