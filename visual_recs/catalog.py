@@ -14,10 +14,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -28,8 +27,7 @@ from .conf import app_settings
 from .exceptions import ImageError, MissingImage, NotRegistered, VisualRecsError
 from .images import image_format, read_image_bytes
 from .models import FeatureVector, Product
-
-T = TypeVar("T")
+from .utils import chunked
 
 #: CSV column -> ``Product`` field, for the fields the import keeps in step with the file.
 FIELD_OF_COLUMN: dict[str, str] = {
@@ -141,7 +139,7 @@ def import_rows(
     summary = ImportSummary()
     seen: dict[int, int] = {}  # ProductId -> line, to refuse duplicates within the file
     with signals.paused():
-        for block in _blocks(rows, _ROWS_PER_TRANSACTION):
+        for block in chunked(rows, _ROWS_PER_TRANSACTION):
             existing = Product.objects.in_bulk([pk for pk in map(_pk_or_none, block) if pk is not None])
             with transaction.atomic():
                 for row in block:
@@ -183,12 +181,6 @@ def _photo_path(images_root: Path, name: str) -> Path:
     if not path.is_relative_to(images_root):
         raise _SkipRow(f"photo path {name!r} resolves outside the images directory (a symbolic link)")
     return path
-
-
-def _blocks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while block := list(itertools.islice(iterator, size)):
-        yield block
 
 
 def _pk_or_none(row: CatalogRow) -> int | None:
@@ -284,7 +276,7 @@ def _mark_vectors_pending(product_ids: list[int]) -> None:
         content_type = registry.for_model(Product).content_type
     except NotRegistered:
         return
-    for block in _blocks(map(str, product_ids), 500):
+    for block in chunked(map(str, product_ids), 500):
         FeatureVector.objects.filter(content_type=content_type, object_id__in=block).update(
             status=FeatureVector.Status.PENDING
         )

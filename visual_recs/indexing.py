@@ -34,6 +34,7 @@ from .exceptions import ImageError, ImageTooLarge, UnknownPartition
 from .images import decode_image, read_image_bytes
 from .models import FeatureVector, SimilarItem
 from .registry import IndexedModel
+from .utils import chunked
 
 logger = logging.getLogger(__name__)
 
@@ -152,21 +153,10 @@ def index_many(
     return summary
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _prepared_batches(objects, extractor, model_id, force, pool) -> Iterator[tuple[IndexedModel, list[_Job]]]:
     """Batches of jobs whose photos were read and decoded in ``pool``, one batch ahead of the caller."""
     ahead: tuple[IndexedModel, list[_Job], list[Future]] | None = None
-    for batch in _chunks(objects, extractor.batch_size):
+    for batch in chunked(objects, extractor.batch_size):
         by_model: dict[type, list[models.Model]] = defaultdict(list)
         for obj in batch:
             by_model[type(obj)].append(obj)
@@ -357,14 +347,14 @@ def _load_partition(indexed_model: IndexedModel, partition: str) -> _Partition:
 def _partitions_of_sources_naming(indexed_model: IndexedModel, object_ids: set[str]) -> set[str]:
     content_type = indexed_model.content_type
     sources = set()
-    for chunk in _chunks(object_ids, _SQL_CHUNK):
+    for chunk in chunked(object_ids, _SQL_CHUNK):
         sources.update(
             SimilarItem.objects.filter(content_type=content_type, target_id__in=chunk).values_list(
                 "source_id", flat=True
             )
         )
     partitions = set()
-    for chunk in _chunks(sources, _SQL_CHUNK):
+    for chunk in chunked(sources, _SQL_CHUNK):
         partitions.update(
             FeatureVector.objects.filter(content_type=content_type, object_id__in=chunk).values_list(
                 "partition", flat=True
@@ -436,7 +426,7 @@ def _repair_partition(indexed_model: IndexedModel, partition: str, changed_ids: 
         return refresh_partition(indexed_model, partition)
     rows = set(changed_rows.tolist())
     # Lists naming a changed object hold a stale distance, or an object that left.
-    for chunk in _chunks(changed_ids, _SQL_CHUNK):
+    for chunk in chunked(changed_ids, _SQL_CHUNK):
         naming = SimilarItem.objects.filter(content_type=content_type, target_id__in=chunk)
         rows.update(row_of[s] for s in naming.values_list("source_id", flat=True) if s in row_of)
     # Lists that a changed, listed vector now belongs in: closer than their farthest entry, or not full.
@@ -496,7 +486,7 @@ def _write_lists(indexed_model: IndexedModel, data: _Partition, source_rows: np.
 
 
 def _delete_lists(content_type, source_ids: Iterable[str]) -> None:
-    for chunk in _chunks(source_ids, _SQL_CHUNK):
+    for chunk in chunked(source_ids, _SQL_CHUNK):
         SimilarItem.objects.filter(content_type=content_type, source_id__in=chunk).delete()
 
 
