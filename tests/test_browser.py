@@ -108,7 +108,7 @@ def demo_server(tmp_path_factory, small_catalog, resnet_weights) -> Iterator[str
         env, "visual_recs_import_catalog", "--csv", str(csv_path), "--images", str(CATALOG_DIR / "images"), "--index"
     )
     count = len(small_catalog)
-    assert f"{count} rows: {count} created" in output and f"Indexing: {count} indexed" in output, output
+    assert f"{count} rows: {count} created" in output and f"products: {count} indexed" in output, output
 
     port = free_port()
     log = workdir / "server.log"

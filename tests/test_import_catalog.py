@@ -186,7 +186,7 @@ def test_limit_imports_the_first_rows_only(tmp_path, images_dir, sample_ids, cat
 
     output = run_import(csv_path, images_dir, "--limit", "2", "--index")
 
-    assert "2 rows: 2 created" in output and "Indexing: 2 indexed" in output
+    assert "2 rows: 2 created" in output and "products: 2 indexed" in output
     assert sorted(Product.objects.values_list("pk", flat=True)) == sorted(map(int, sample_ids[:2]))
 
 
@@ -198,7 +198,7 @@ def test_unindexed_products_are_indexed_by_a_rerun(tmp_path, images_dir, sample_
 
     output = run_import(csv_path, images_dir, "--index")
 
-    assert "6 unchanged" in output and "Indexing: 6 indexed" in output
+    assert "6 unchanged" in output and "products: 6 indexed" in output
 
 
 def test_a_csv_that_cannot_be_used_is_a_command_error(tmp_path, images_dir):

@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.translation import gettext, gettext_lazy as _
 
-from . import indexing, registry, signals, tasks
+from . import indexing, registry, signals
 from .models import FeatureVector, Product
 
 REINDEX_ACTION = "reindex_visual_features"
@@ -97,14 +97,8 @@ class VisualRecsAdminMixin:
     @admin.action(description=_("Reindex visual features"), permissions=["change"])
     def reindex_visual_features(self, request: HttpRequest, queryset: models.QuerySet) -> None:
         """Queue the selected objects for extraction even if their photos did not change."""
-        meta = self.model._meta
-        pks = [str(pk) for pk in queryset.values_list("pk", flat=True)]
-        queued = 0
-        for start in range(0, len(pks), REINDEX_BATCH):
-            batch = pks[start : start + REINDEX_BATCH]
-            if not signals.enqueue(tasks.index_batch, meta.app_label, meta.model_name, batch, True):
-                break
-            queued += len(batch)
+        pks = list(queryset.values_list("pk", flat=True))
+        queued = signals.enqueue_indexing(self.model, pks, force=True, batch_size=REINDEX_BATCH)
         if queued == len(pks):
             self.message_user(
                 request,

@@ -31,7 +31,7 @@ from . import registry
 from .backends import get_extractor, get_index
 from .conf import app_settings
 from .exceptions import ImageError, ImageTooLarge, UnknownPartition
-from .images import decode_image, read_image_bytes
+from .images import ImageSource, decode_image, read_image_bytes
 from .models import FeatureVector, SimilarItem
 from .registry import IndexedModel
 from .utils import chunked
@@ -682,9 +682,11 @@ def objects_needing_work(indexed_model: IndexedModel) -> models.QuerySet:
 
 
 def search_by_image(
-    indexed_model: IndexedModel, data: bytes, *, partition: str | None = None, limit: int = 5
+    indexed_model: IndexedModel, photo: bytes | ImageSource, *, partition: str | None = None, limit: int = 5
 ) -> list[Similar]:
-    """The shown objects whose photos look most like the photo ``data``, nearest first.
+    """The shown objects whose photos look most like ``photo``, nearest first.
+
+    ``photo``: its bytes, or anything ``images.read_image_bytes`` reads (an upload, a path).
 
     The photo passes the same size limits and safe loader as catalog photos, then the
     extractor (which loads its network in this process on first use). ``partition`` (e.g. a
@@ -692,8 +694,9 @@ def search_by_image(
     Raises ``ImageError`` for a photo that cannot be used and ``UnknownPartition``, both with
     a message for a person. The same photo as a catalog product finds that product first.
     """
-    # A stream, so that the size and emptiness checks (and their messages) are the loader's own.
-    data = read_image_bytes(io.BytesIO(data), max_bytes=app_settings.MAX_IMAGE_BYTES)
+    # Bytes go in as a stream, so the size and emptiness checks (and their messages) are the loader's own.
+    source = io.BytesIO(photo) if isinstance(photo, bytes) else photo
+    data = read_image_bytes(source, max_bytes=app_settings.MAX_IMAGE_BYTES)
     partitions = _searchable_partitions(indexed_model, partition)
     extractor = get_extractor()
     pixels = decode_image(data, size=extractor.input_size, fit=extractor.fit, max_pixels=app_settings.MAX_IMAGE_PIXELS)

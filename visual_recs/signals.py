@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 
 from django.db import transaction
@@ -20,6 +21,7 @@ from . import registry, tasks
 from .conf import app_settings
 from .indexing import photo_sha256
 from .models import FeatureVector
+from .utils import chunked
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,26 @@ def enqueue(task, *args) -> bool:
         logger.warning("visual_recs: could not queue %s%s (%s); the sweep will pick it up.", task.name, args, exc)
         return False
     return True
+
+
+def enqueue_indexing(
+    model, pks, *, force: bool = False, batch_size: int = 64, progress: Callable[[int], None] | None = None
+) -> int:
+    """Queue ``index_batch`` tasks for the objects ``pks`` of ``model``, ``batch_size`` a task.
+
+    Returns how many objects were queued: fewer than ``len(pks)`` when the broker could not be
+    reached (it stops at the first batch that fails; their vectors stay for the sweep).
+    """
+    meta = model._meta
+    pks = [str(pk) for pk in pks]
+    queued = 0
+    for batch in chunked(pks, batch_size):
+        if not enqueue(tasks.index_batch, meta.app_label, meta.model_name, batch, force):
+            break
+        queued += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    return queued
 
 
 @contextmanager

@@ -15,9 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from visual_recs import indexing, registry
-from visual_recs.conf import app_settings
 from visual_recs.exceptions import ImageError
-from visual_recs.images import read_image_bytes
 from visual_recs.models import Product
 
 PAGE_SIZE = 24
@@ -88,10 +86,9 @@ def search(request: HttpRequest) -> HttpResponse:
     results = None
     if request.method == "POST" and form.is_valid():
         try:
-            data = read_image_bytes(form.cleaned_data["photo"], max_bytes=app_settings.MAX_IMAGE_BYTES)
             results = indexing.search_by_image(
                 registry.for_model(Product),
-                data,
+                form.cleaned_data["photo"],
                 partition=form.cleaned_data["gender"] or None,
                 limit=SEARCH_RESULTS,
             )

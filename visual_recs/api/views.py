@@ -24,7 +24,6 @@ from rest_framework.views import APIView
 from .. import indexing, registry
 from ..conf import app_settings
 from ..exceptions import ImageError, NotRegistered, UnknownPartition
-from ..images import image_format, read_image_bytes
 from ..registry import IndexedModel
 from .serializers import (
     ErrorSerializer,
@@ -138,29 +137,19 @@ class SearchByImageView(APIView):
         indexed_model = _registered(key)
         limit = _limit(request.data.get("limit"))
         partition = request.data.get("partition") or None
-        data = self._photo(request)
+        upload = request.FILES.get(UPLOAD_FIELD)
+        if upload is None:
+            raise InvalidInput(f"Send the photo as the multipart form field {UPLOAD_FIELD!r}.")
         try:
-            results = indexing.search_by_image(indexed_model, data, partition=partition, limit=limit)
+            # The service reads the upload within MAX_IMAGE_BYTES and decides from its bytes
+            # (not the file name or the declared type) whether it is an image.
+            results = indexing.search_by_image(indexed_model, upload, partition=partition, limit=limit)
         except UnknownPartition as exc:
             raise InvalidInput(f"Unknown partition: {exc}.") from exc
         except ImageError as exc:
             raise InvalidInput(f"This photo cannot be used: {exc}.") from exc
         payload = {"partition": partition, "results": results}
         return Response(SearchResultsSerializer(payload, context=_context(request, indexed_model)).data)
-
-    def _photo(self, request: Request) -> bytes:
-        """The uploaded photo's bytes, refused early when missing, too large or not an image."""
-        upload = request.FILES.get(UPLOAD_FIELD)
-        if upload is None:
-            raise InvalidInput(f"Send the photo as the multipart form field {UPLOAD_FIELD!r}.")
-        try:
-            data = read_image_bytes(upload, max_bytes=app_settings.MAX_IMAGE_BYTES)
-        except ImageError as exc:
-            raise InvalidInput(f"This photo cannot be used: {exc}.") from exc
-        # The bytes decide, not the file name or the declared content type.
-        if image_format(data) is None:
-            raise InvalidInput("This photo cannot be used: not an image file (or a format Pillow cannot read).")
-        return data
 
 
 @extend_schema(responses={200: OpenApiTypes.OBJECT})

@@ -1,11 +1,17 @@
-"""Progress bars for management commands."""
+"""Progress bars for management commands, and indexing in the command's process with one."""
 
 from __future__ import annotations
 
 from typing import Any, TextIO
 
-from django.core.management.base import OutputWrapper
+from collections.abc import Iterable
+
+from django.core.management.base import BaseCommand, OutputWrapper
+from django.db import models
 from tqdm import tqdm
+
+from visual_recs import indexing
+from visual_recs.indexing import Summary
 
 
 def progress_bar(stream: OutputWrapper | TextIO, **options: Any) -> tqdm:
@@ -19,3 +25,18 @@ def progress_bar(stream: OutputWrapper | TextIO, **options: Any) -> tqdm:
     while isinstance(stream, OutputWrapper):
         stream = stream._out
     return tqdm(file=stream, **options)
+
+
+MAX_LISTED = 20  # failures listed one by one; the rest are counted
+
+
+def index_here(command: BaseCommand, objects: Iterable[models.Model], total: int, *, label: str, force: bool = False) -> Summary:
+    """``indexing.index_many`` in the command's process, with a progress bar and a report of failures."""
+    with progress_bar(command.stderr, total=total, desc=f"Indexing {label}", unit="img") as bar:
+        summary = indexing.index_many(objects, force=force, progress=bar.update)
+    command.stdout.write(f"{label}: {summary}.")
+    for object_id, reason in summary.failures[:MAX_LISTED]:
+        command.stdout.write(f"  failed {object_id}: {reason}")
+    if len(summary.failures) > MAX_LISTED:
+        command.stdout.write(f"  ... and {len(summary.failures) - MAX_LISTED} more (see the admin, filtered by status).")
+    return summary

@@ -6,14 +6,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from visual_recs import catalog, indexing, tasks
+from visual_recs import catalog
 from visual_recs.conf import app_settings
 from visual_recs.exceptions import NotRegistered
-from visual_recs.management.progress import progress_bar
+from visual_recs.management.progress import MAX_LISTED, index_here, progress_bar
 from visual_recs.models import Product
-from visual_recs.signals import enqueue
-
-MAX_LISTED = 20  # skipped rows and failures listed one by one; the rest are counted
+from visual_recs.signals import enqueue_indexing
 
 
 class Command(BaseCommand):
@@ -52,7 +50,8 @@ class Command(BaseCommand):
         if not to_index:
             self.stdout.write("Index up to date: no imported product needs indexing.")
         elif index:
-            self._index_here(to_index)
+            products = Product.objects.filter(pk__in=to_index).order_by("pk").iterator(chunk_size=500)
+            index_here(self, products, len(to_index), label="products")
         else:
             self._enqueue(to_index, batch_size)
 
@@ -64,25 +63,13 @@ class Command(BaseCommand):
             self.stdout.write(f"  skipped {skipped}")
         self._more(len(summary.skipped))
 
-    def _index_here(self, pks: list[int]) -> None:
-        products = Product.objects.filter(pk__in=pks).order_by("pk")
-        with progress_bar(self.stderr, total=len(pks), desc="Indexing", unit="img") as bar:
-            summary = indexing.index_many(products.iterator(chunk_size=500), progress=bar.update)
-        self.stdout.write(f"Indexing: {summary}.")
-        for object_id, reason in summary.failures[:MAX_LISTED]:
-            self.stdout.write(f"  failed {object_id}: {reason}")
-        self._more(len(summary.failures))
-
     def _enqueue(self, pks: list[int], batch_size: int) -> None:
-        meta = Product._meta
-        for start in range(0, len(pks), batch_size):
-            batch = [str(pk) for pk in pks[start : start + batch_size]]
-            if not enqueue(tasks.index_batch, meta.app_label, meta.model_name, batch):
-                # The products are saved and their vectors missing or pending: the sweep will find them.
-                raise CommandError(
-                    "The Celery broker cannot be reached; the catalog is imported but not indexed. "
-                    "Run `manage.py visual_recs_reindex --pending --sync` to index here."
-                )
+        if enqueue_indexing(Product, pks, batch_size=batch_size) < len(pks):
+            # The products are saved and their vectors missing or pending: the sweep will find them.
+            raise CommandError(
+                "The Celery broker cannot be reached; the catalog is imported but not indexed. "
+                "Run `manage.py visual_recs_reindex --pending --sync` to index here."
+            )
         self.stdout.write(f"Queued {len(pks)} products for indexing on the '{app_settings.QUEUE}' queue.")
 
     def _more(self, count: int) -> None:

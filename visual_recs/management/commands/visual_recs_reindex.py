@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from visual_recs import indexing, registry, tasks
+from visual_recs import indexing, registry
 from visual_recs.conf import app_settings
 from visual_recs.exceptions import NotRegistered
-from visual_recs.management.progress import progress_bar
-from visual_recs.signals import enqueue
+from visual_recs.management.progress import index_here, progress_bar
+from visual_recs.signals import enqueue_indexing
 
 
 class Command(BaseCommand):
@@ -39,28 +39,14 @@ class Command(BaseCommand):
             queryset = queryset.order_by("pk")
             total = queryset.count()
             if sync:
-                self._index_here(indexed_model, queryset, total, force)
+                index_here(self, queryset.iterator(chunk_size=500), total, label=indexed_model.key, force=force)
             else:
                 self._enqueue(indexed_model, queryset, total, force, batch_size)
 
-    def _index_here(self, indexed_model, queryset, total, force):
-        with progress_bar(self.stderr, total=total, desc=f"Indexing {indexed_model.key}", unit="img") as bar:
-            summary = indexing.index_many(queryset.iterator(chunk_size=500), force=force, progress=bar.update)
-        self.stdout.write(f"{indexed_model.key}: {summary}.")
-        for object_id, reason in summary.failures[:20]:
-            self.stdout.write(f"  failed {object_id}: {reason}")
-        if len(summary.failures) > 20:
-            self.stdout.write(f"  ... and {len(summary.failures) - 20} more (see the admin, filtered by status).")
-
     def _enqueue(self, indexed_model, queryset, total, force, batch_size):
-        meta = indexed_model.model._meta
         pks = list(queryset.values_list("pk", flat=True))
-        queued = 0
         with progress_bar(self.stderr, total=total, desc=f"Queueing {indexed_model.key}", unit="obj") as bar:
-            for start in range(0, len(pks), batch_size):
-                batch = [str(pk) for pk in pks[start : start + batch_size]]
-                if not enqueue(tasks.index_batch, meta.app_label, meta.model_name, batch, force):
-                    raise CommandError("The Celery broker cannot be reached; run with --sync to index here.")
-                queued += len(batch)
-                bar.update(len(batch))
+            queued = enqueue_indexing(indexed_model.model, pks, force=force, batch_size=batch_size, progress=bar.update)
+        if queued < len(pks):
+            raise CommandError("The Celery broker cannot be reached; run with --sync to index here.")
         self.stdout.write(f"{indexed_model.key}: queued {queued} objects on the '{app_settings.QUEUE}' queue.")
