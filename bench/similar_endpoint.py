@@ -59,7 +59,7 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from visual_recs import indexing, signals
+    from visual_recs import indexing, queue
     from visual_recs.backends import get_extractor
     from visual_recs.models import Product, SimilarItem
 
@@ -72,7 +72,7 @@ def main() -> None:
         for gender in genders
         for pk in Product.objects.filter(gender=gender).order_by("pk").values_list("pk", flat=True)[:per_gender]
     ]
-    with signals.paused():
+    with queue.paused():
         Product.objects.exclude(pk__in=keep).delete()
     started = time.perf_counter()
     summary = indexing.index_many(Product.objects.all())

@@ -102,10 +102,10 @@ def fake_extractor(settings):
 @pytest.fixture
 def make_catalog(make_product):
     """Products from catalog ids, saved without per-save indexing, then indexed in one batch."""
-    from visual_recs import indexing, signals
+    from visual_recs import indexing, queue
 
     def make(product_ids, **overrides):
-        with signals.paused():
+        with queue.paused():
             products = [make_product(pid, **overrides) for pid in product_ids]
         indexing.index_many(products)
         return products
@@ -127,11 +127,11 @@ def api_cache():
 def make_garments():
     """Garments of the "existing shop" from catalog photos, indexed in one batch (no per-save indexing)."""
     from tests.testapp.models import Garment
-    from visual_recs import indexing, signals
+    from visual_recs import indexing, queue
 
     def make(product_ids, audience: str, state: str = "live") -> list[Garment]:
         garments = []
-        with signals.paused():
+        with queue.paused():
             for pid in product_ids:
                 garment = Garment(name=f"Garment {pid}", audience=audience, state=state)
                 garment.photo.save(f"{pid}.jpg", ContentFile(photo_bytes(pid)))

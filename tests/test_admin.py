@@ -14,7 +14,7 @@ from django.urls import reverse
 from tests.conftest import ids_of
 from tests.testapp.models import Garment
 from visual_recs import admin as visual_recs_admin
-from visual_recs import indexing, signals
+from visual_recs import indexing, queue
 from visual_recs.models import FeatureVector, Product
 
 pytestmark = [pytest.mark.django_db]
@@ -31,7 +31,7 @@ def men(fake_extractor, catalog_rows, make_catalog):
 def broken(men):
     product = Product(title="Broken photo", gender="Men")
     product.image.save("broken.jpg", ContentFile(b"not a photo"), save=False)
-    with signals.paused():
+    with queue.paused():
         product.save()
     indexing.index(product)
     return product
@@ -41,13 +41,13 @@ def broken(men):
 def enqueued(monkeypatch):
     """Every enqueue call, passed on to the real one (eager Celery runs the task here)."""
     calls = []
-    real_enqueue = signals.enqueue
+    real_enqueue = queue.enqueue
 
     def recording(task, *args):
         calls.append((task.name, args))
         return real_enqueue(task, *args)
 
-    monkeypatch.setattr(signals, "enqueue", recording)
+    monkeypatch.setattr(queue, "enqueue", recording)
     return calls
 
 
@@ -113,7 +113,7 @@ def test_the_action_queues_large_selections_in_batches(admin_client, men, enqueu
 
 
 def test_the_action_says_so_when_the_queue_cannot_be_reached(admin_client, men, monkeypatch):
-    monkeypatch.setattr(signals, "enqueue", lambda task, *args: False)
+    monkeypatch.setattr(queue, "enqueue", lambda task, *args: False)
     response = run_action(admin_client, men[:2])
     [message] = response.context["messages"]
     assert message.level_tag == "warning"

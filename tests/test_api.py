@@ -18,7 +18,7 @@ from drf_spectacular.validation import validate_schema
 from rest_framework import serializers
 
 from tests.conftest import ids_of, photo_bytes
-from visual_recs import indexing, registry, signals
+from visual_recs import indexing, queue, registry
 from visual_recs.models import Product
 
 pytestmark = [pytest.mark.django_db]
@@ -72,7 +72,7 @@ def test_similar_items_answer_the_product_its_partition_status_and_results(clien
 
 
 def test_the_status_says_pending_failed_or_no_image(client, catalog, catalog_rows, make_product):
-    with signals.paused():
+    with queue.paused():
         pending = make_product(ids_of(catalog_rows, gender="Men", count=9)[8])
     no_image = Product.objects.create(title="No photo", gender="Men")
     failed = Product(title="Broken", gender="Men")
@@ -117,7 +117,7 @@ def test_a_product_deleted_or_deactivated_after_the_lists_were_built_never_appea
     men, _ = catalog
     before = [result["id"] for result in similar(client, men[0], limit=20).json()["results"]]
     Product.objects.filter(pk=before[0]).update(is_active=False)
-    with signals.paused():  # the lists still name both
+    with queue.paused():  # the lists still name both
         Product.objects.get(pk=before[1]).delete()
     after = [result["id"] for result in similar(client, men[0], limit=20).json()["results"]]
     assert after == before[2:]

@@ -9,7 +9,7 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 
 from tests.conftest import photo_bytes
-from visual_recs import signals
+from visual_recs import queue
 from visual_recs.models import FeatureVector, Product, SimilarItem
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ def catalog(settings, catalog_rows):
     """12 products saved with indexing paused, as a bulk import leaves them: no vectors yet."""
     settings.VISUAL_RECS = {**settings.VISUAL_RECS, **FAST}
     ids = [pid for pid, row in catalog_rows.items() if row["Gender"] in ("Men", "Girls")][:12]
-    with signals.paused():
+    with queue.paused():
         for pid in ids:
             product = Product(pk=int(pid), title=pid, gender=catalog_rows[pid]["Gender"])
             product.image.save(f"{pid}.jpg", ContentFile(photo_bytes(pid)), save=False)

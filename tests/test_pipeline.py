@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ids_of
-from visual_recs import indexing
+from visual_recs import indexing, registry
 from visual_recs.models import FeatureVector, Product, SimilarItem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -43,8 +43,8 @@ def test_incremental_lists_equal_a_full_rebuild(resnet_weights, catalog_rows, ma
     for pid in ids_of(catalog_rows, gender="Women", count=8):
         make_product(pid)
     before = list(SimilarItem.objects.order_by("source_id", "rank").values_list("source_id", "target_id", "rank"))
-    registry_entry = indexing.registry.get("products")
-    indexing.refresh_partition(registry_entry, "Women")
+    registry_entry = registry.get("products")
+    indexing.rebuild_partition(registry_entry, "Women")
     after = list(SimilarItem.objects.order_by("source_id", "rank").values_list("source_id", "target_id", "rank"))
     assert before == after and len(after) == 8 * 7
 

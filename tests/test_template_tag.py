@@ -11,7 +11,7 @@ from django.utils.html import escape
 
 from tests.conftest import ids_of
 from tests.testapp.models import Garment
-from visual_recs import indexing, registry, signals
+from visual_recs import indexing, queue, registry
 from visual_recs.models import Product
 
 pytestmark = [pytest.mark.django_db]
@@ -124,7 +124,7 @@ def test_the_tag_takes_three_queries_whatever_the_limit(men, django_assert_max_n
 
 def test_a_product_deleted_or_deactivated_after_the_lists_were_built_never_shows(men):
     targets = [item.object for item in indexing.recommendations(men[0], 11).items]
-    with signals.paused():
+    with queue.paused():
         Product.objects.filter(pk=targets[0].pk).update(is_active=False)
         Product.objects.get(pk=targets[1].pk).delete()
     html = render("{% similar_items product limit=11 %}", product=men[0])

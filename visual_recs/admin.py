@@ -24,18 +24,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.translation import gettext, gettext_lazy as _
 
-from . import indexing, registry, signals
-from .models import FeatureVector, Product
+from . import indexing, queue, registry
+from .models import FeatureVector, IndexStatus, Product
 
 REINDEX_ACTION = "reindex_visual_features"
 #: Objects per queued task: one pass of the network over a batch, as the reindex command queues.
 REINDEX_BATCH = 64
-_STATUS_LABELS = {
-    FeatureVector.Status.READY: _("ready"),
-    FeatureVector.Status.PENDING: _("pending"),
-    FeatureVector.Status.FAILED: _("failed"),
-    indexing.NO_IMAGE: _("no photo"),
-}
+_STATUS_LABELS = dict(IndexStatus.choices)
 
 
 class VisualRecsAdminMixin:
@@ -98,7 +93,7 @@ class VisualRecsAdminMixin:
     def reindex_visual_features(self, request: HttpRequest, queryset: models.QuerySet) -> None:
         """Queue the selected objects for extraction even if their photos did not change."""
         pks = list(queryset.values_list("pk", flat=True))
-        queued = signals.enqueue_indexing(self.model, pks, force=True, batch_size=REINDEX_BATCH)
+        queued = queue.enqueue_indexing(self.model, pks, force=True, batch_size=REINDEX_BATCH)
         if queued == len(pks):
             self.message_user(
                 request,

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from . import indexing, registry, signals
+from . import indexing, queue, registry
 from .conf import app_settings
 from .exceptions import ImageError, MissingImage, NotRegistered, VisualRecsError
 from .images import image_format, read_image_bytes
@@ -138,7 +138,7 @@ def import_rows(
         raise CatalogError(f"The images directory {images_dir} does not exist.")
     summary = ImportSummary()
     seen: dict[int, int] = {}  # ProductId -> line, to refuse duplicates within the file
-    with signals.paused():
+    with queue.paused():
         for block in chunked(rows, _ROWS_PER_TRANSACTION):
             existing = Product.objects.in_bulk([pk for pk in map(_pk_or_none, block) if pk is not None])
             with transaction.atomic():

@@ -41,3 +41,11 @@ class NotRegistered(VisualRecsError):
 
 class UnknownPartition(VisualRecsError):
     """A partition value (e.g. a gender) that the indexed model does not have."""
+
+
+class VectorError(VisualRecsError, ValueError):
+    """A vector an index cannot store: NaN or infinite values, or the wrong number of dimensions."""
+
+
+class IndexUnavailable(VisualRecsError):
+    """The configured index backend cannot be used (e.g. the database lacks its extension)."""

@@ -57,13 +57,27 @@ class Product(AbstractProduct):
         verbose_name_plural = _("products")
 
 
-class FeatureVector(models.Model):
-    """The image features of one indexed object, and the state of its indexing."""
+class IndexStatus(models.TextChoices):
+    """Where an object stands in the index: the one vocabulary of rows, pages, the API and the admin.
 
-    class Status(models.TextChoices):
-        PENDING = "pending", _("pending")
-        READY = "ready", _("ready")
-        FAILED = "failed", _("failed")
+    ``no_image`` is never stored: an object without a photo has no ``FeatureVector`` row.
+    """
+
+    READY = "ready", _("ready")
+    PENDING = "pending", _("pending")
+    FAILED = "failed", _("failed")
+    NO_IMAGE = "no_image", _("no photo")
+
+
+class FeatureVector(models.Model):
+    """The image features of one indexed object, and the state of its indexing.
+
+    ``vector`` is what the extractor made of the photo; the index backend holds the
+    searchable copy (see ``visual_recs.backends``), so a backend can be switched or rebuilt
+    from these rows without running the network again.
+    """
+
+    Status = IndexStatus
 
     content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
     object_id = models.CharField(max_length=255)
@@ -85,6 +99,15 @@ class FeatureVector(models.Model):
     image_sha256 = models.CharField(
         max_length=64, blank=True, help_text=_("Hash of the photo the vector was made from (or failed on).")
     )
+    list_radius = models.FloatField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "Distance of the last entry of this object's neighbour list when the list is full; empty when "
+            "it is shorter or not built. A new vector closer than this enters the list."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -98,6 +121,8 @@ class FeatureVector(models.Model):
             # Loading a partition's vectors, and the status counts of admin and the sweep.
             models.Index(fields=["content_type", "partition", "status"], name="visual_recs_vector_partition"),
             models.Index(fields=["status", "updated_at"], name="visual_recs_vector_status"),
+            # The widest list of a partition bounds the search for lists a new vector enters.
+            models.Index(fields=["content_type", "partition", "list_radius"], name="visual_recs_vector_radius"),
         ]
 
     def __str__(self) -> str:
@@ -144,3 +169,36 @@ class SimilarItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id} -> {self.target_id} #{self.rank} ({self.distance:.3f})"
+
+
+class ExactIndexEntry(models.Model):
+    """A vector held by ``ExactIndex`` (the embedded index backend), in the shop's own database."""
+
+    collection = models.CharField(max_length=255)
+    object_id = models.CharField(max_length=255)
+    partition = models.CharField(max_length=100, blank=True)
+    shown = models.BooleanField(default=False)
+    vector = models.BinaryField()
+
+    class Meta:
+        verbose_name = _("exact index entry")
+        verbose_name_plural = _("exact index entries")
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "object_id"], name="visual_recs_exact_unique_object"),
+        ]
+        indexes = [models.Index(fields=["collection", "partition"], name="visual_recs_exact_partition")]
+
+
+class ExactIndexChange(models.Model):
+    """One write to ``ExactIndex``: processes bring their cached partitions up to date from these rows."""
+
+    id = models.BigAutoField(primary_key=True)
+    collection = models.CharField(max_length=255)
+    partition = models.CharField(max_length=100, blank=True)
+    object_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("exact index change")
+        verbose_name_plural = _("exact index changes")
+        indexes = [models.Index(fields=["collection", "partition", "id"], name="visual_recs_exact_change")]

@@ -37,6 +37,14 @@ class IndexedModel:
         # ContentType's manager caches, so this costs a query once per process.
         return ContentType.objects.get_for_model(self.model, for_concrete_model=False)
 
+    def collection(self, model_id: str) -> str:
+        """The index collection of this model's vectors made by the extractor ``model_id``.
+
+        Vectors of different extractors (or weights, or options) live in different collections,
+        so they are never compared; the old collection is dropped once a reindex is done.
+        """
+        return f"{self.model._meta.label_lower}:{model_id}"
+
     def image_of(self, obj: models.Model) -> FieldFile | None:
         """The photo of ``obj``, or None when it has none."""
         image = getattr(obj, self.image_field)

@@ -8,80 +8,23 @@ be reached the save still succeeds: the vector stays ``pending`` for the sweep.
 from __future__ import annotations
 
 import logging
-import threading
-from contextlib import contextmanager
-from collections.abc import Callable
 from functools import partial
 
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
-from kombu.exceptions import OperationalError as BrokerError
 
 from . import registry, tasks
-from .conf import app_settings
 from .indexing import photo_sha256
 from .models import FeatureVector
-from .utils import chunked
+from .queue import enqueue, is_paused
 
 logger = logging.getLogger(__name__)
 
 _connected: list[tuple] = []
-_state = threading.local()
-
-
-def enqueue(task, *args) -> bool:
-    """Send ``task`` to the app's queue without retrying; False (and a warning) when the broker is down.
-
-    A web request must not wait on a missing broker: Celery's and the Redis client's own
-    connection retries add up to seconds, so the connection is tried exactly once here.
-    """
-    app = task.app
-    try:
-        if app.conf.task_always_eager:
-            task.apply_async(args=args, queue=app_settings.QUEUE)
-            return True
-        with app.pool.acquire(block=True) as connection:
-            connection.ensure_connection(max_retries=0)
-            task.apply_async(args=args, queue=app_settings.QUEUE, retry=False, connection=connection)
-    except (BrokerError, ConnectionError, OSError) as exc:
-        logger.warning("visual_recs: could not queue %s%s (%s); the sweep will pick it up.", task.name, args, exc)
-        return False
-    return True
-
-
-def enqueue_indexing(
-    model, pks, *, force: bool = False, batch_size: int = 64, progress: Callable[[int], None] | None = None
-) -> int:
-    """Queue ``index_batch`` tasks for the objects ``pks`` of ``model``, ``batch_size`` a task.
-
-    Returns how many objects were queued: fewer than ``len(pks)`` when the broker could not be
-    reached (it stops at the first batch that fails; their vectors stay for the sweep).
-    """
-    meta = model._meta
-    pks = [str(pk) for pk in pks]
-    queued = 0
-    for batch in chunked(pks, batch_size):
-        if not enqueue(tasks.index_batch, meta.app_label, meta.model_name, batch, force):
-            break
-        queued += len(batch)
-        if progress is not None:
-            progress(len(batch))
-    return queued
-
-
-@contextmanager
-def paused():
-    """Within this block saves and deletes of this thread enqueue nothing (bulk imports index in one batch)."""
-    previous = getattr(_state, "paused", False)
-    _state.paused = True
-    try:
-        yield
-    finally:
-        _state.paused = previous
 
 
 def _on_save(sender, instance, raw: bool = False, **kwargs) -> None:
-    if raw or getattr(_state, "paused", False):
+    if raw or is_paused():
         return  # fixtures load raw rows; a paused import indexes in one batch afterwards
     indexed_model = registry.for_model(sender)
     content_type = indexed_model.content_type
@@ -108,7 +51,7 @@ def _on_save(sender, instance, raw: bool = False, **kwargs) -> None:
 
 
 def _on_delete(sender, instance, **kwargs) -> None:
-    if getattr(_state, "paused", False):
+    if is_paused():
         return
     _enqueue_on_commit(tasks.unindex_object, instance)
 

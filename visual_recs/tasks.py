@@ -7,11 +7,13 @@ process loads the network once and keeps it.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.db import DatabaseError
 
 from . import indexing, registry
+from .backends import get_index
 from .conf import app_settings
 
 logger = logging.getLogger(__name__)
@@ -19,6 +21,8 @@ logger = logging.getLogger(__name__)
 # Passing failures worth another try: the database or the storage was briefly unavailable.
 # A photo that cannot be used is not one of them: indexing marks it failed, once.
 TRANSIENT_ERRORS = (DatabaseError, OSError)
+#: How long an index backend that logs its changes for other processes (ExactIndex) keeps them.
+CHANGE_LOG_RETENTION = timedelta(days=1)
 
 
 def _retry(task, exc: Exception):
@@ -58,20 +62,26 @@ def unindex_object(self, app_label: str, model_name: str, pk) -> None:
 
 
 @shared_task(ignore_result=True)
-def refresh_partition(key: str, partition: str) -> int:
-    """Rebuild every neighbour list of one partition of the model registered under ``key``."""
-    return indexing.refresh_partition(registry.get(key), partition)
+def rebuild_partition(key: str, partition: str) -> int:
+    """Recompute every neighbour list of one partition of the model registered under ``key``."""
+    return indexing.rebuild_partition(registry.get(key), partition)
 
 
 @shared_task(ignore_result=True)
 def sweep() -> str:
-    """Index what saves could not enqueue (broker down), vectors of an old extractor, and the never indexed.
+    """Index what saves could not enqueue (broker down), vectors of an old extractor, and the never indexed;
+    build the lists that a stopped rebuild left unfinished.
 
     Schedule it with celery beat (every few minutes); ``visual_recs_reindex --pending`` does the same.
+    It also drops the index backend's change log older than ``CHANGE_LOG_RETENTION``.
     """
+    prune_changes = getattr(get_index(), "prune_changes", None)
+    if prune_changes is not None:
+        prune_changes(CHANGE_LOG_RETENTION)
     summaries = []
     for indexed_model in registry.indexed_models().values():
         summary = indexing.index_many(indexing.objects_needing_work(indexed_model).iterator(chunk_size=500))
-        summaries.append(f"{indexed_model.key}: {summary}")
+        repaired = indexing.repair_unfinished(indexed_model)
+        summaries.append(f"{indexed_model.key}: {summary}, {repaired} lists finished")
     logger.info("visual_recs sweep: %s", "; ".join(summaries))
     return "; ".join(summaries)

@@ -7,7 +7,13 @@ arguments, so a misspelt option fails loudly at construction.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import numpy as np
+
+from ..exceptions import VectorError
 
 
 class BaseExtractor:
@@ -41,20 +47,132 @@ class BaseExtractor:
         raise NotImplementedError("An extractor must turn a batch of RGB images into vectors.")
 
 
-class BaseIndex:
-    """Finds the nearest candidates of query vectors, by Euclidean distance."""
+@dataclass(frozen=True)
+class Entry:
+    """One vector an index holds: an object of a collection, in a partition, shown or not.
 
-    def kneighbors(
+    Only ``shown`` entries are answers to ``search``; the others are still kept, since they
+    have neighbour lists of their own (a hidden product's page still works for staff).
+    """
+
+    object_id: str
+    partition: str
+    shown: bool
+    vector: np.ndarray
+
+
+class Hit(NamedTuple):
+    """One answer of a search: an object and its Euclidean distance to the query."""
+
+    object_id: str
+    distance: float
+
+
+def euclidean(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Exact Euclidean distances (float64) from ``query`` to each row of ``vectors``.
+
+    The one formula of every exact path (``ExactIndex`` and the list repairs), so the same two
+    vectors always give the same bits, whichever side is the query and however many rows come
+    with them: lists repaired in place then equal lists rebuilt from scratch.
+    """
+    diff = np.asarray(vectors, dtype=np.float64) - np.asarray(query, dtype=np.float64)
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+
+class BaseIndex:
+    """A store of vectors that answers nearest-neighbour queries, by Euclidean distance.
+
+    Vectors live in named *collections* (one per indexed model and vector space: vectors of
+    different collections are never compared), and within a collection in *partitions*
+    (e.g. a gender): a search only ever looks at one partition.
+
+    Writes (``add``, ``remove``, ``clear``) are made inside the caller's database transaction
+    when the backend keeps its vectors in the database, so they commit or roll back with the
+    rows that describe them. Callers hold, until that transaction ends, the lock of every
+    partition a write touches (both partitions of a move); the indexing service does this
+    with ``indexing.locked``. Backends may rely on it (``ExactIndex``'s change log does).
+    """
+
+    #: True when ``search`` is exact: neighbour lists built from it equal a brute-force rebuild.
+    exact: bool = False
+
+    def add(self, collection: str, entries: Sequence[Entry]) -> None:
+        """Store ``entries``, replacing any entry of the same object id in ``collection``.
+
+        An object lives in one partition: adding it under another partition moves it. Raise
+        ``VectorError`` (nothing stored) for a vector that is not finite, or whose length
+        differs from the collection's (``check_vectors`` does both).
+        """
+        raise NotImplementedError("An index must store vectors.")
+
+    def remove(self, collection: str, object_ids: Iterable[str]) -> None:
+        """Forget these objects' entries; unknown ids are ignored."""
+        raise NotImplementedError("An index must forget vectors.")
+
+    def search(
         self,
-        queries: np.ndarray,
-        candidates: np.ndarray,
+        collection: str,
+        partition: str,
+        vector: np.ndarray,
         k: int,
         *,
-        exclude: np.ndarray | None = None,
-    ) -> list[list[tuple[int, float]]]:
-        """For each query row, up to ``k`` (candidate row, distance) pairs, nearest first.
+        exclude: Collection[str] = (),
+        shown_only: bool = True,
+    ) -> list[Hit]:
+        """The ``k`` entries of ``partition`` nearest to ``vector``, nearest first.
 
-        ``exclude[i]`` is a candidate row never returned for query ``i`` (the query itself),
-        or -1. Ties may come in any order. Memory must stay bounded however many rows there are.
+        Only shown entries unless ``shown_only`` is False; never an id in ``exclude``. Returns
+        exactly ``k`` hits whenever that many entries qualify (an approximate index must still
+        fill the answer, e.g. by scanning further, rather than return fewer). Equal distances
+        are ordered by object id as text ("10" before "9").
         """
-        raise NotImplementedError("An index must return each query's nearest candidates.")
+        return self.search_many(collection, partition, vector[np.newaxis], k, exclude=[exclude], shown_only=shown_only)[0]
+
+    def search_many(
+        self,
+        collection: str,
+        partition: str,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        exclude: Sequence[Collection[str]] | None = None,
+        shown_only: bool = True,
+    ) -> list[list[Hit]]:
+        """``search`` for each row of ``vectors`` (``exclude[i]`` for row i), in one call."""
+        raise NotImplementedError("An index must answer nearest-neighbour queries.")
+
+    def vectors(self, collection: str, object_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these objects, by id (ids not stored are left out)."""
+        raise NotImplementedError("An index must return the vectors it stores.")
+
+    def entries(self, collection: str, partition: str | None = None) -> Iterator[Entry]:
+        """Every entry of ``collection`` (of one partition), in batches from storage, never all at once."""
+        raise NotImplementedError("An index must list its entries.")
+
+    def partitions(self, collection: str) -> set[str]:
+        """The partitions of ``collection`` that hold at least one entry."""
+        raise NotImplementedError("An index must say which partitions it holds.")
+
+    def clear(self, collection: str) -> None:
+        """Forget every entry of ``collection``."""
+        raise NotImplementedError("An index must be able to drop a collection.")
+
+    def check_entries(self, entries: Sequence[Entry], dims: int | None) -> np.ndarray:
+        """The entries' vectors stacked as ``check_vectors`` returns them; ``VectorError`` for mixed lengths."""
+        lengths = {np.asarray(entry.vector).shape for entry in entries}
+        if len(lengths) > 1:
+            raise VectorError(f"Vectors of one call must have the same length, not {sorted(lengths)}.")
+        if not entries:
+            return np.zeros((0, dims or 0), dtype=np.float32)
+        return self.check_vectors(np.stack([np.asarray(entry.vector) for entry in entries]), dims)
+
+    def check_vectors(self, vectors: np.ndarray, dims: int | None) -> np.ndarray:
+        """``vectors`` as a float32 (n, dims) array; ``VectorError`` for NaN/inf or a wrong length."""
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2:
+            raise VectorError(f"Expected a 2-d array of vectors, got shape {matrix.shape}.")
+        if dims is not None and matrix.shape[1] != dims:
+            raise VectorError(f"Vectors have {matrix.shape[1]} dimensions; this index holds {dims}-dimensional ones.")
+        if not np.isfinite(matrix).all():
+            raise VectorError("A vector has NaN or infinite values.")
+        return matrix

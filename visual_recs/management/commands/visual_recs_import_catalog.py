@@ -11,7 +11,7 @@ from visual_recs.conf import app_settings
 from visual_recs.exceptions import NotRegistered
 from visual_recs.management.progress import MAX_LISTED, index_here, progress_bar
 from visual_recs.models import Product
-from visual_recs.signals import enqueue_indexing
+from visual_recs.queue import enqueue_indexing
 
 
 class Command(BaseCommand):

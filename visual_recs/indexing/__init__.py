@@ -1,0 +1,58 @@
+"""The one domain service: photos to vectors, vectors to neighbour lists, lists to pages.
+
+Tasks, signals, the admin, the management commands, the API and the template tag are thin
+shells over the names exported here. A module per job, so the read path a web process runs
+and the write path a worker runs are visibly apart:
+
+- ``pipeline``: photos to vectors (``index``, ``index_many``, ``index_vectors``, ``unindex``,
+  ``rebuild_index``);
+- ``neighbours``: the stored neighbour lists, repaired as vectors change (``rebuild_partition``);
+- ``reading``: what a page shows (``recommendations``, ``similar_to``, ``index_states``);
+- ``search``: search by photo (``search_by_image``, ``search_by_vector``);
+- ``status``: counts for staff and what the sweep must do (``index_overview``, ``objects_needing_work``).
+"""
+
+from __future__ import annotations
+
+from .neighbours import (
+    current_collection,
+    locked,
+    partition_lock,
+    partition_lock_key,
+    rebuild_partition,
+    repair_lists,
+    repair_unfinished,
+)
+from .pipeline import Summary, index, index_many, index_vectors, photo_sha256, rebuild_index, unindex
+from .reading import NO_IMAGE, STATUSES, IndexState, Recommendations, Similar, index_states, recommendations, similar_to
+from .search import search_by_image, search_by_vector
+from .status import index_overview, objects_needing_work
+
+__all__ = [
+    "NO_IMAGE",
+    "STATUSES",
+    "IndexState",
+    "Recommendations",
+    "Similar",
+    "Summary",
+    "current_collection",
+    "index",
+    "index_many",
+    "index_overview",
+    "index_states",
+    "index_vectors",
+    "locked",
+    "objects_needing_work",
+    "partition_lock",
+    "partition_lock_key",
+    "photo_sha256",
+    "rebuild_index",
+    "rebuild_partition",
+    "recommendations",
+    "repair_lists",
+    "repair_unfinished",
+    "search_by_image",
+    "search_by_vector",
+    "similar_to",
+    "unindex",
+]

@@ -1,0 +1,462 @@
+"""Photos to vectors: the write path a worker runs.
+
+``index_many`` reads and decodes photos in threads while the network runs on the previous
+batch, then commits each batch in one transaction: the ``FeatureVector`` rows and the index
+entries, with the changed objects marked as lacking lists. The neighbour lists they change
+are repaired at the end of the run (see ``neighbours``); a repair that fails leaves the
+marks for the retry or the sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import models
+
+from .. import registry
+from ..backends import get_extractor, get_index
+from ..backends.base import Entry
+from ..conf import app_settings
+from ..exceptions import ImageError, ImageTooLarge, VectorError
+from ..images import decode_image, read_image_bytes
+from ..models import FeatureVector, IndexStatus
+from ..registry import IndexedModel
+from ..utils import chunked
+from . import neighbours
+
+logger = logging.getLogger(__name__)
+
+Status = IndexStatus
+
+# Photos are decoded in threads (Pillow releases the GIL) while the network runs on the
+# previous batch; two decoders keep up with ResNet50 on a CPU.
+DECODE_THREADS = 2
+#: Vectors per batch when an index is filled from the stored vectors.
+LOAD_BATCH = 1000
+
+
+@dataclass
+class Summary:
+    """What one indexing run did, by outcome."""
+
+    indexed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    no_image: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.indexed} indexed, {self.unchanged} skipped unchanged, "
+            f"{self.failed} failed, {self.no_image} without a photo"
+        )
+
+
+@dataclass
+class _Job:
+    """One object on its way through ``index_many``."""
+
+    obj: models.Model
+    object_id: str
+    partition: str
+    listed: bool
+    existing: FeatureVector | None
+    sha256: str = ""
+    pixels: np.ndarray | None = None
+    error: str = ""
+    outcome: str = ""  # "extract", "unchanged", "failed" or "no_image"
+
+
+def photo_sha256(image) -> str:
+    """sha256 of a stored photo, streamed in chunks; "" when there is no readable file."""
+    if not image:
+        return ""
+    digest = hashlib.sha256()
+    try:
+        with image.storage.open(image.name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except (FileNotFoundError, OSError):
+        return ""
+    return digest.hexdigest()
+
+
+def index(obj: models.Model, *, force: bool = False) -> str:
+    """Index one object now; returns its outcome ("indexed", "unchanged", "failed", "no_image")."""
+    summary = index_many([obj], force=force)
+    for outcome in ("indexed", "unchanged", "failed", "no_image"):
+        if getattr(summary, outcome):
+            return outcome
+    raise AssertionError("index_many accounted for no object")
+
+
+def index_many(
+    objects: Iterable[models.Model],
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Summary:
+    """Index objects of registered models in batches, then repair the neighbour lists they change.
+
+    A photo whose hash and extractor are unchanged is skipped (unless ``force``); a photo that
+    cannot be used marks that object's vector ``failed`` with the reason, and the run goes on.
+    ``progress`` is called with the number of objects finished after each batch.
+
+    Each batch's vectors and index entries are committed together, with the changed objects
+    marked as lacking lists; the lists are repaired once at the end of the run (one rebuild
+    of a partition when much of it changed). If that repair fails, the marks stay: the
+    task's retry, the sweep or the next run of this function repairs them.
+    """
+    extractor = get_extractor()
+    model_id = extractor.model_id
+    summary = Summary()
+    to_repair: dict[str, tuple[IndexedModel, set[str]]] = {}
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="visual_recs_decode") as pool:
+        for indexed_model, jobs in _prepared_batches(objects, extractor, model_id, force, pool):
+            _extract(extractor, [job for job in jobs if job.outcome == "extract"])
+            repair = _commit(indexed_model, jobs, model_id, summary)
+            to_repair.setdefault(indexed_model.key, (indexed_model, set()))[1].update(repair)
+            if progress is not None:
+                progress(len(jobs))
+    for indexed_model, object_ids in to_repair.values():
+        neighbours.repair_lists(indexed_model, object_ids)
+    return summary
+
+
+def index_vectors(pairs: Sequence[tuple[models.Model, np.ndarray]], *, image_sha256: str = "") -> Summary:
+    """Store vectors made elsewhere for objects of one registered model, as indexing their photos would.
+
+    For vectors computed outside this process (a batch job, a benchmark). The lists are
+    repaired before it returns. ``image_sha256`` is recorded for each object.
+    """
+    summary = Summary()
+    if not pairs:
+        return summary
+    indexed_model = registry.for_model(pairs[0][0])
+    model_id = get_extractor().model_id
+    jobs = _jobs_for(indexed_model, [obj for obj, _ in pairs])
+    for job, (_, vector) in zip(jobs, pairs):
+        job.sha256, job.outcome, job.pixels = image_sha256, "extract", np.asarray(vector, dtype=np.float32)
+    neighbours.repair_lists(indexed_model, _commit(indexed_model, jobs, model_id, summary))
+    return summary
+
+
+def _prepared_batches(objects, extractor, model_id, force, pool) -> Iterator[tuple[IndexedModel, list[_Job]]]:
+    """Batches of jobs whose photos were read and decoded in ``pool``, one batch ahead of the caller."""
+    ahead: tuple[IndexedModel, list[_Job], list[Future]] | None = None
+    for batch in chunked(objects, extractor.batch_size):
+        by_model: dict[type, list[models.Model]] = defaultdict(list)
+        for obj in batch:
+            by_model[type(obj)].append(obj)
+        for model_class, objs in by_model.items():
+            indexed_model = registry.for_model(model_class)
+            jobs = _jobs_for(indexed_model, objs)
+            futures = [pool.submit(_read_and_decode, job, indexed_model, extractor, model_id, force) for job in jobs]
+            if ahead is not None:
+                yield _finished(ahead)
+            ahead = (indexed_model, jobs, futures)
+    if ahead is not None:
+        yield _finished(ahead)
+
+
+def _finished(ahead) -> tuple[IndexedModel, list[_Job]]:
+    indexed_model, jobs, futures = ahead
+    for future in futures:
+        future.result()  # re-raises a programming error from the thread; image errors are on the job
+    return indexed_model, jobs
+
+
+def _jobs_for(indexed_model: IndexedModel, objs: Sequence[models.Model]) -> list[_Job]:
+    """Jobs with the database facts they need, in two queries for the whole batch."""
+    ids = [str(obj.pk) for obj in objs]
+    existing = {
+        vector.object_id: vector
+        for vector in FeatureVector.objects.filter(content_type=indexed_model.content_type, object_id__in=ids).defer(
+            "vector"
+        )
+    }
+    listed = {str(pk) for pk in indexed_model.shown().filter(pk__in=[obj.pk for obj in objs]).values_list("pk", flat=True)}
+    return [
+        _Job(
+            obj=obj,
+            object_id=object_id,
+            partition=indexed_model.partition_of(obj),
+            listed=object_id in listed,
+            existing=existing.get(object_id),
+        )
+        for obj, object_id in zip(objs, ids)
+    ]
+
+
+def _read_and_decode(job: _Job, indexed_model: IndexedModel, extractor, model_id: str, force: bool) -> None:
+    """Runs in a decoder thread: fills ``job.outcome`` and its photo's hash, pixels or error."""
+    image = indexed_model.image_of(job.obj)
+    if image is None:
+        job.outcome = "no_image"
+        return
+    try:
+        data = read_image_bytes(image, max_bytes=app_settings.MAX_IMAGE_BYTES)
+    except ImageTooLarge as exc:
+        job.sha256, job.outcome, job.error = photo_sha256(image), "failed", str(exc)
+        return
+    except ImageError as exc:
+        job.outcome, job.error = "failed", str(exc)
+        return
+    job.sha256 = hashlib.sha256(data).hexdigest()
+    existing = job.existing
+    if (
+        not force
+        and existing is not None
+        and existing.image_sha256 == job.sha256
+        and (existing.status == Status.FAILED or (existing.status == Status.READY and existing.model_id == model_id))
+    ):
+        # Same photo as last time: a ready vector is still right, and a failed one would fail again.
+        job.outcome = "unchanged"
+        return
+    try:
+        job.pixels = decode_image(
+            data, size=extractor.input_size, fit=extractor.fit, max_pixels=app_settings.MAX_IMAGE_PIXELS
+        )
+        job.outcome = "extract"
+    except ImageError as exc:
+        job.outcome, job.error = "failed", str(exc)
+
+
+def _jobs_for(indexed_model: IndexedModel, objs: Sequence[models.Model]) -> list[_Job]:
+    """Jobs with the database facts they need, in two queries for the whole batch."""
+    ids = [str(obj.pk) for obj in objs]
+    existing = {
+        vector.object_id: vector
+        for vector in FeatureVector.objects.filter(content_type=indexed_model.content_type, object_id__in=ids).defer(
+            "vector"
+        )
+    }
+    listed = {str(pk) for pk in indexed_model.shown().filter(pk__in=[obj.pk for obj in objs]).values_list("pk", flat=True)}
+    return [
+        _Job(
+            obj=obj,
+            object_id=object_id,
+            partition=indexed_model.partition_of(obj),
+            listed=object_id in listed,
+            existing=existing.get(object_id),
+        )
+        for obj, object_id in zip(objs, ids)
+    ]
+
+
+def _read_and_decode(job: _Job, indexed_model: IndexedModel, extractor, model_id: str, force: bool) -> None:
+    """Runs in a decoder thread: fills ``job.outcome`` and its photo's hash, pixels or error."""
+    image = indexed_model.image_of(job.obj)
+    if image is None:
+        job.outcome = "no_image"
+        return
+    try:
+        data = read_image_bytes(image, max_bytes=app_settings.MAX_IMAGE_BYTES)
+    except ImageTooLarge as exc:
+        job.sha256, job.outcome, job.error = photo_sha256(image), "failed", str(exc)
+        return
+    except ImageError as exc:
+        job.outcome, job.error = "failed", str(exc)
+        return
+    job.sha256 = hashlib.sha256(data).hexdigest()
+    existing = job.existing
+    if (
+        not force
+        and existing is not None
+        and existing.image_sha256 == job.sha256
+        and (existing.status == Status.FAILED or (existing.status == Status.READY and existing.model_id == model_id))
+    ):
+        # Same photo as last time: a ready vector is still right, and a failed one would fail again.
+        job.outcome = "unchanged"
+        return
+    try:
+        job.pixels = decode_image(
+            data, size=extractor.input_size, fit=extractor.fit, max_pixels=app_settings.MAX_IMAGE_PIXELS
+        )
+        job.outcome = "extract"
+    except ImageError as exc:
+        job.outcome, job.error = "failed", str(exc)
+
+
+def _extract(extractor, jobs: list[_Job]) -> None:
+    if not jobs:
+        return
+    vectors = extractor.extract(np.stack([job.pixels for job in jobs]))
+    for job, vector in zip(jobs, vectors):
+        job.pixels = vector  # the vector replaces the pixels: the batch holds one or the other
+
+
+def _commit(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary: Summary) -> set[str]:
+    """Write a batch's outcomes and index entries in one transaction; returns the ids whose lists need repair.
+
+    Those are the changed objects (marked: their rows lose their ``list_radius``), and the
+    unchanged ones still marked by an earlier run whose repair did not finish.
+    """
+    _refuse_bad_vectors(indexed_model, jobs)
+    changed = [job for job in jobs if _affects_lists(job, model_id)]
+    partitions = {job.partition for job in changed} | {job.existing.partition for job in changed if job.existing}
+    with neighbours.locked(indexed_model, partitions):
+        _store(indexed_model, jobs, model_id, summary)
+        _write_index(indexed_model, changed, model_id)
+    unfinished = {
+        job.object_id
+        for job in jobs
+        if job.outcome == "unchanged"
+        and job.existing.status == Status.READY
+        and job.existing.model_id == model_id
+        and job.existing.list_radius is None
+    }
+    return {job.object_id for job in changed} | unfinished
+
+
+def _refuse_bad_vectors(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
+    """A vector the index cannot hold (NaN, wrong length) fails its object, not the batch."""
+    index = get_index()
+    dims = getattr(index, "dimensions", None)  # backends with a fixed vector length declare it
+    for job in jobs:
+        if job.outcome != "extract":
+            continue
+        try:
+            index.check_vectors(job.pixels[np.newaxis], dims)
+        except VectorError as exc:
+            job.outcome, job.error, job.pixels = "failed", f"The extractor made an unusable vector: {exc}", None
+
+
+def _write_index(indexed_model: IndexedModel, jobs: list[_Job], model_id: str) -> None:
+    """Add the batch's vectors (and moved or shown/hidden ones) to the index; remove those that left it."""
+    index = get_index()
+    collection = indexed_model.collection(model_id)
+    moved_ids = [job.object_id for job in jobs if job.outcome == "unchanged"]
+    stored = dict(
+        FeatureVector.objects.filter(content_type=indexed_model.content_type, object_id__in=moved_ids).values_list(
+            "object_id", "vector"
+        )
+    )
+    entries = []
+    for job in jobs:
+        if job.outcome == "extract":
+            entries.append(Entry(job.object_id, job.partition, job.listed, job.pixels))
+        elif job.outcome == "unchanged":
+            vector = np.frombuffer(bytes(stored[job.object_id]), dtype="<f4")
+            entries.append(Entry(job.object_id, job.partition, job.listed, vector))
+    if entries:
+        index.add(collection, entries)
+    removed = [job.object_id for job in jobs if job.outcome in ("failed", "no_image")]
+    if removed:
+        index.remove(collection, removed)
+
+
+def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary: Summary) -> None:
+    """Write the batch's outcomes (inside ``_commit``'s transaction): upsert vectors, delete those of objects that lost their photo."""
+    content_type = indexed_model.content_type
+    rows: list[FeatureVector] = []
+    for job in jobs:
+        if job.outcome == "no_image":
+            summary.no_image += 1
+            continue
+        if job.outcome == "unchanged":
+            summary.unchanged += 1
+            existing = job.existing
+            if existing.partition != job.partition or existing.listed != job.listed:
+                FeatureVector.objects.filter(pk=existing.pk).update(
+                    partition=job.partition, listed=job.listed, list_radius=None
+                )
+            continue
+        row = FeatureVector(
+            content_type=content_type,
+            object_id=job.object_id,
+            partition=job.partition,
+            listed=job.listed,
+            image_sha256=job.sha256,
+            list_radius=None,  # no list yet: the mark that the repair (or the sweep) clears
+        )
+        if job.outcome == "extract":
+            summary.indexed += 1
+            row.status, row.error, row.attempts = Status.READY, "", 0
+            row.model_id, row.dims, row.vector = model_id, len(job.pixels), FeatureVector.to_bytes(job.pixels)
+        else:
+            summary.failed += 1
+            summary.failures.append((job.object_id, job.error))
+            logger.warning("visual_recs: %s %s failed: %s", indexed_model.label, job.object_id, job.error)
+            row.status, row.error = Status.FAILED, job.error
+            row.attempts = (job.existing.attempts if job.existing else 0) + 1
+            row.model_id, row.dims, row.vector = model_id, 0, None
+        rows.append(row)
+    no_image_ids = [job.object_id for job in jobs if job.outcome == "no_image"]
+    if rows:
+        FeatureVector.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["content_type", "object_id"],
+            update_fields=[
+                "partition", "listed", "status", "error", "attempts", "model_id", "dims", "vector",
+                "image_sha256", "list_radius", "updated_at",
+            ],
+        )
+    if no_image_ids:
+        FeatureVector.objects.filter(content_type=content_type, object_id__in=no_image_ids).delete()
+
+
+def _affects_lists(job: _Job, model_id: str) -> bool:
+    """Whether the job changes the index (and so maybe some neighbour list)."""
+    existing = job.existing
+    if job.outcome == "extract":
+        return True
+    was_ready = existing is not None and existing.status == Status.READY and existing.model_id == model_id
+    if job.outcome in ("failed", "no_image"):
+        return was_ready
+    return was_ready and (existing.partition != job.partition or existing.listed != job.listed)
+
+
+def unindex(indexed_model: IndexedModel, object_id: str) -> None:
+    """Forget an object: its vector, its index entry, its list, and its place in other lists (repaired)."""
+    object_id = str(object_id)
+    content_type = indexed_model.content_type
+    rows = FeatureVector.objects.filter(content_type=content_type, object_id=object_id)
+    partitions = set(rows.values_list("partition", flat=True)) | neighbours.partitions_of_sources_naming(
+        indexed_model, {object_id}
+    )
+    with neighbours.locked(indexed_model, partitions):
+        rows.delete()
+        get_index().remove(neighbours.current_collection(indexed_model), [object_id])
+    neighbours.repair_lists(indexed_model, [object_id])
+
+
+def rebuild_index(indexed_model: IndexedModel, *, progress: Callable[[int], None] | None = None) -> int:
+    """Fill the configured index from the stored vectors, then recompute every list; returns the vectors loaded.
+
+    For a new index backend (or one that lost its data): the ``FeatureVector`` rows of the
+    configured extractor are the source, so no photo is read and no network runs. The
+    collection is emptied first, loaded in batches, then each partition's lists are rebuilt.
+    ``progress`` is called with the number of vectors loaded after each batch.
+    """
+    index = get_index()
+    ensure_schema = getattr(index, "ensure_schema", None)
+    if ensure_schema is not None:
+        ensure_schema()
+    collection = neighbours.current_collection(indexed_model)
+    ready = neighbours.ready_rows(indexed_model).order_by("pk")
+    rows = ready.values_list("object_id", "partition", "listed", "vector").iterator(chunk_size=LOAD_BATCH)
+    partitions: set[str] = set()
+    loaded = 0
+    index.clear(collection)
+    for batch in chunked(rows, LOAD_BATCH):
+        entries = [
+            Entry(object_id, partition, listed, np.frombuffer(bytes(vector), dtype="<f4"))
+            for object_id, partition, listed, vector in batch
+        ]
+        with neighbours.locked(indexed_model, {entry.partition for entry in entries}):
+            index.add(collection, entries)
+        partitions.update(entry.partition for entry in entries)
+        loaded += len(entries)
+        if progress is not None:
+            progress(len(entries))
+    for partition in sorted(partitions):
+        neighbours.rebuild_partition(indexed_model, partition)
+    return loaded
