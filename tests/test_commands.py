@@ -8,19 +8,18 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 
-from tests.conftest import photo_bytes
+from tests.conftest import photo_bytes, use_fake_extractor
 from visual_recs import queue
 from visual_recs.models import FeatureVector, Product, SimilarItem
 
 pytestmark = pytest.mark.django_db
 
-FAST = {"EXTRACTOR": {"BACKEND": "tests.fakes.ColourGridExtractor", "OPTIONS": {}}, "NEIGHBOURS": 5}
 
 
 @pytest.fixture
 def catalog(settings, catalog_rows):
     """12 products saved with indexing paused, as a bulk import leaves them: no vectors yet."""
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, **FAST}
+    use_fake_extractor(settings, NEIGHBOURS=5)
     ids = [pid for pid, row in catalog_rows.items() if row["Gender"] in ("Men", "Girls")][:12]
     with queue.paused():
         for pid in ids:

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.conftest import FAKE_EXTRACTOR
+from tests.conftest import use_fake_extractor
 from visual_recs import indexing, queue, registry
 from visual_recs.backends import get_index
 from visual_recs.backends.base import euclidean
@@ -29,7 +29,7 @@ DIMS = 6
 
 @pytest.fixture
 def small_lists(settings):
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "EXTRACTOR": FAKE_EXTRACTOR, "NEIGHBOURS": K}
+    use_fake_extractor(settings, vector_dims=DIMS, NEIGHBOURS=K)
 
 
 class Catalog:

@@ -11,19 +11,13 @@ import random
 import pytest
 from django.core.files.base import ContentFile
 
-from tests.conftest import photo_bytes
+from tests.conftest import photo_bytes, use_fake_extractor
 from visual_recs import indexing, registry
 from visual_recs.models import FeatureVector, Product, SimilarItem
 
-FAST = {
-    "EXTRACTOR": {"BACKEND": "tests.fakes.ColourGridExtractor", "OPTIONS": {}},
-    "NEIGHBOURS": 5,
-}
-
-
 @pytest.fixture
 def fast_extractor(settings):
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, **FAST}
+    use_fake_extractor(settings, NEIGHBOURS=5)
 
 
 def lists() -> dict[str, list[str]]:

@@ -55,3 +55,13 @@ def test_backend_mistakes_are_reported(settings, tmp_path, monkeypatch):
     monkeypatch.delenv("VISUAL_RECS_WEIGHTS", raising=False)
     settings.VISUAL_RECS = {"WEIGHTS_CACHE_DIR": str(tmp_path / "empty-cache")}
     assert ids(check_backends()) == ["visual_recs.W001"]
+
+
+def test_an_index_that_cannot_hold_the_extractors_vectors_is_reported(settings):
+    index = {"BACKEND": "visual_recs.backends.pgvector.PgvectorIndex", "OPTIONS": {"dimensions": 256}}
+    settings.VISUAL_RECS = {"INDEX": index}
+    [error] = check_backends()
+    assert error.id == "visual_recs.E009"
+    assert "2048-dimensional vectors but the index holds 256" in error.msg and "= 2048" in error.hint
+    settings.VISUAL_RECS = {"INDEX": {**index, "OPTIONS": {"dimensions": 2048}}}
+    assert check_backends() == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.apps import apps
 from django.core import checks
-from django.core.exceptions import FieldDoesNotExist, FieldError
-from django.db import models
+from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.utils.module_loading import import_string
 
 from .conf import app_settings
@@ -61,16 +61,33 @@ def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 @checks.register()
 def check_backends(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     errors = []
+    built = {}
     for role, config in (("EXTRACTOR", app_settings.EXTRACTOR), ("INDEX", app_settings.INDEX)):
         try:
             backend = import_string(config["BACKEND"])
-            instance = backend(**config.get("OPTIONS", {}))
+            built[role] = instance = backend(**config.get("OPTIONS", {}))
         except (ImportError, KeyError, TypeError, ValueError) as exc:
             errors.append(_error(f"VISUAL_RECS['{role}'] cannot be built: {exc}", "visual_recs.E005"))
             continue
         if role == "EXTRACTOR" and hasattr(instance, "weights_source"):
             errors.extend(_check_weights(instance))
+    if len(built) == 2:
+        errors.extend(_check_dimensions(built["EXTRACTOR"], built["INDEX"]))
     return errors
+
+
+def _check_dimensions(extractor, index) -> list[checks.CheckMessage]:
+    """An index with a fixed vector length must hold the extractor's vectors."""
+    dimensions = getattr(index, "dimensions", None)
+    if dimensions is None or extractor.dims == dimensions:
+        return []
+    return [
+        _error(
+            f"The extractor makes {extractor.dims}-dimensional vectors but the index holds {dimensions}-dimensional ones.",
+            "visual_recs.E009",
+            hint=f"Set VISUAL_RECS['INDEX']['OPTIONS']['dimensions'] = {extractor.dims}.",
+        )
+    ]
 
 
 def _check_weights(extractor) -> list[checks.CheckMessage]:
@@ -88,3 +105,21 @@ def _check_weights(extractor) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.database)
+def check_index_database(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
+    """The configured INDEX backend's own database checks (``check_database``), when it has them.
+
+    Tagged ``database``: runs in ``migrate`` and ``check --database default``, not in a plain check.
+    """
+    if not databases or DEFAULT_DB_ALIAS not in databases:
+        return []
+    config = app_settings.INDEX
+    try:
+        index = import_string(config["BACKEND"])(**config.get("OPTIONS", {}))
+    except (ImportError, ImproperlyConfigured, KeyError, TypeError, ValueError):
+        return []  # check_backends reports it as visual_recs.E005
+    if not hasattr(index, "check_database"):
+        return []
+    return index.check_database(connections[DEFAULT_DB_ALIAS])
