@@ -30,3 +30,17 @@ class ColourGridExtractor(BaseExtractor):
         n, h, w, _ = images.shape
         cells = images.reshape(n, self.grid, h // self.grid, self.grid, w // self.grid, 3).mean(axis=(2, 4))
         return (cells.reshape(n, -1) / 255.0).astype(np.float32)
+
+
+class BrokenVectorExtractor(ColourGridExtractor):
+    """Makes a NaN vector for photos whose top-left cell is pure red: an extractor gone wrong."""
+
+    @property
+    def model_id(self) -> str:
+        return f"broken-colour-grid:{self.grid}"
+
+    def extract(self, images: np.ndarray) -> np.ndarray:
+        vectors = super().extract(images)
+        red = (vectors[:, 0] > 0.9) & (vectors[:, 1] < 0.1) & (vectors[:, 2] < 0.1)
+        vectors[red, 1] = np.nan
+        return vectors

@@ -224,7 +224,7 @@ def _lists_to_enter(
             exhausted = len(hits) < size
             if exhausted or hits[-1].distance > widest or (not index.exact and size >= REVERSE_SEARCH_CAP):
                 break
-            size *= 4
+            size = size * 4 if index.exact else min(size * 4, REVERSE_SEARCH_CAP)
         near = [hit for hit in hits if hit.distance <= widest]
         head, tail = near[:start], near[start:]
         distance = dict(near)

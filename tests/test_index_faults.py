@@ -1,0 +1,135 @@
+"""Bad vectors, a switched index backend, and a database that goes away in the middle of a repair.
+
+Each must end with nothing lost: a readable reason on the product, the vectors carried over,
+or the objects marked so that a retry or the sweep repairs their lists.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from django.core.management import call_command
+from django.db import DatabaseError, connection, connections
+
+from tests.conftest import photo_bytes, use_fake_extractor
+from tests.test_list_repairs import Catalog, K, assert_lists_are_true, stored_lists
+from visual_recs import indexing, queue, registry
+from visual_recs.backends import get_index
+from visual_recs.models import FeatureVector, Product, SimilarItem
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_nan_vector_fails_its_product_with_a_reason_and_the_batch_goes_on(settings, catalog_rows):
+    use_fake_extractor(settings, EXTRACTOR={"BACKEND": "tests.fakes.BrokenVectorExtractor", "OPTIONS": {}})
+    extractor_input = np.zeros((1, 32, 32, 3), dtype=np.uint8)
+    extractor_input[..., 0] = 255
+    from visual_recs.backends import get_extractor
+
+    assert np.isnan(get_extractor().extract(extractor_input)).any()  # the fake does break on red
+    red = Product(title="Red", gender="Men")
+    red.image.save("red.png", ContentFile(_png((250, 0, 0))), save=False)
+    others = []
+    with queue.paused():
+        red.save()
+        for pid in [pid for pid, row in catalog_rows.items() if row["Gender"] == "Men"][:4]:
+            product = Product(pk=int(pid), title=pid, gender="Men")
+            product.image.save(f"{pid}.jpg", ContentFile(photo_bytes(pid)), save=False)
+            product.save()
+            others.append(product)
+    summary = indexing.index_many([red, *others])
+    row = FeatureVector.objects.get(object_id=str(red.pk))
+    assert row.status == "failed" and "NaN" in row.error and "unusable vector" in row.error
+    assert summary.failed == 1 and summary.indexed == len(others)
+    assert indexing.recommendations(red).status == "failed"
+    assert str(red.pk) not in {target for targets in stored_lists().values() for target in targets}
+
+
+def _png(colour) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_an_emptied_index_is_refilled_from_the_stored_vectors_with_nothing_lost(settings):
+    use_fake_extractor(settings, vector_dims=6, NEIGHBOURS=K)
+    catalog = Catalog(seed=11)
+    catalog.add(40)
+    before = stored_lists()
+    products = registry.get("products")
+    collection = indexing.current_collection(products)
+    get_index().clear(collection)  # as a new backend starts: empty
+    SimilarItem.objects.all().delete()
+    out = io.StringIO()
+    call_command("visual_recs_rebuild_index", stdout=out, stderr=io.StringIO())
+    assert "40 vectors in the index, every list rebuilt" in out.getvalue()
+    assert stored_lists() == before
+    assert_lists_are_true(catalog, "after the rebuild")
+    assert len(get_index().vectors(collection, catalog.products)) == 40
+
+
+def _pgvector_database() -> bool:
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        return cursor.fetchone() is not None
+
+
+
+def test_switching_a_populated_catalog_from_exact_to_pgvector_loses_nothing(settings):
+    if not _pgvector_database():
+        pytest.skip("needs PostgreSQL with pgvector: `make test-pgvector` runs this")
+    use_fake_extractor(settings, vector_dims=6, NEIGHBOURS=K, INDEX={"BACKEND": "visual_recs.backends.indexes.ExactIndex"})
+    catalog = Catalog(seed=5)
+    catalog.add(60)
+    exact_lists = stored_lists()
+    use_fake_extractor(
+        settings, vector_dims=6, NEIGHBOURS=K, INDEX={"BACKEND": "visual_recs.backends.pgvector.PgvectorIndex"}
+    )
+    call_command("visual_recs_rebuild_index", stdout=io.StringIO(), stderr=io.StringIO())
+    collection = indexing.current_collection(registry.get("products"))
+    assert set(get_index().vectors(collection, catalog.products)) == set(catalog.products)
+    moved = stored_lists()
+    found = sum(len(set(moved.get(source, [])) & set(targets)) for source, targets in exact_lists.items())
+    assert found >= 0.95 * sum(len(targets) for targets in exact_lists.values())
+    catalog.add(5)  # and saves go on against the new backend
+    assert_lists_are_true(catalog, "after saves on pgvector")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_going_away_mid_repair_leaves_the_objects_marked_for_the_sweep(settings, monkeypatch):
+    """The connection is killed from the server side while a save's lists are being repaired."""
+    use_fake_extractor(settings, vector_dims=6, NEIGHBOURS=K)
+    if connection.vendor != "postgresql":
+        pytest.skip("terminating a server connection needs PostgreSQL: `make test-postgres` runs this")
+    catalog = Catalog(seed=9)
+    catalog.add(30)
+    index = get_index()
+    real_search_many = type(index).search_many
+    killed = []
+
+    def search_then_lose_the_server(self, *args, **kwargs):
+        if not killed:
+            killed.append(connection.connection.info.backend_pid)
+            other = connections.create_connection("default")
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [killed[0]])
+            other.close()
+        return real_search_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(index), "search_many", search_then_lose_the_server)
+    with pytest.raises(DatabaseError):  # tasks retry on DatabaseError
+        catalog.add(1)
+    monkeypatch.undo()
+    connection.close()  # as Celery's Django fixup does after a failed task
+    new_id = str(catalog.next_id - 1)
+    row = FeatureVector.objects.get(object_id=new_id)
+    assert row.status == "ready" and row.list_radius is None  # stored, and marked: no list yet
+    assert indexing.repair_unfinished(registry.get("products")) == 1
+    assert_lists_are_true(catalog, "after the sweep")
