@@ -22,7 +22,7 @@ def fast_extractor(settings):
 
 def lists() -> dict[str, list[str]]:
     result: dict[str, list[str]] = {}
-    for source, target in SimilarItem.objects.order_by("source_id", "rank").values_list("source_id", "target_id"):
+    for source, target in SimilarItem.objects.order_by("source_id", "distance", "target_id").values_list("source_id", "target_id"):
         result.setdefault(source, []).append(target)
     return result
 

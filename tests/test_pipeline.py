@@ -27,7 +27,7 @@ def test_saving_products_indexes_them_and_lists_stay_within_gender(resnet_weight
 
     gender_of = {str(p.pk): p.gender for p in products}
     for product in products:
-        entries = list(SimilarItem.objects.filter(source_id=str(product.pk)).order_by("rank"))
+        entries = list(SimilarItem.objects.filter(source_id=str(product.pk)).order_by("distance", "target_id"))
         # Lists were repaired as later products arrived: each has every other product of its gender.
         assert len(entries) == 4
         assert all(gender_of[e.target_id] == product.gender for e in entries)
@@ -42,11 +42,18 @@ def test_saving_products_indexes_them_and_lists_stay_within_gender(resnet_weight
 def test_incremental_lists_equal_a_full_rebuild(resnet_weights, catalog_rows, make_product):
     for pid in ids_of(catalog_rows, gender="Women", count=8):
         make_product(pid)
-    before = list(SimilarItem.objects.order_by("source_id", "rank").values_list("source_id", "target_id", "rank"))
-    registry_entry = registry.get("products")
-    indexing.rebuild_partition(registry_entry, "Women")
-    after = list(SimilarItem.objects.order_by("source_id", "rank").values_list("source_id", "target_id", "rank"))
+    def stored():
+        rows = SimilarItem.objects.order_by("source_id", "distance")
+        return [row[:2] for row in rows.values_list("source_id", "target_id")], [
+            distance for distance in rows.values_list("distance", flat=True)
+        ]
+
+    before, before_distances = stored()
+    indexing.rebuild_partition(registry.get("products"), "Women")
+    after, after_distances = stored()
     assert before == after and len(after) == 8 * 7
+    # pgvector computes distances on its half-precision copies, repairs on the vectors it returns.
+    assert after_distances == pytest.approx(before_distances, rel=1e-6)
 
 
 def test_unchanged_photo_is_skipped_and_a_new_photo_reindexed(

@@ -32,7 +32,7 @@ def catalog(fake_extractor, catalog_rows, make_catalog):
 
 def targets_of(product) -> list[str]:
     return list(
-        SimilarItem.objects.filter(source_id=str(product.pk)).order_by("rank").values_list("target_id", flat=True)
+        SimilarItem.objects.filter(source_id=str(product.pk)).order_by("distance", "target_id").values_list("target_id", flat=True)
     )
 
 

@@ -141,34 +141,35 @@ class FeatureVector(models.Model):
 
 
 class SimilarItem(models.Model):
-    """One entry of a precomputed neighbour list: ``target`` is the ``rank``-th nearest to ``source``.
+    """One entry of a precomputed neighbour list: ``target`` is among the nearest shown objects to ``source``.
 
-    Pages read these rows (one indexed query) instead of holding vectors or the network.
+    A list is its rows ordered by (distance, target id). There is no stored rank, so a product
+    entering a list costs one row in and one out, not a rewrite of the list. Pages read these
+    rows (one indexed query) instead of holding vectors or the network.
     """
 
     content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
     source_id = models.CharField(max_length=255)
     target_id = models.CharField(max_length=255)
-    rank = models.PositiveSmallIntegerField()
     distance = models.FloatField()
 
     class Meta:
         verbose_name = _("similar item")
         verbose_name_plural = _("similar items")
-        ordering = ["content_type", "source_id", "rank"]
         constraints = [
-            # Also the index of the read path: one product's list, in rank order.
             models.UniqueConstraint(
-                fields=["content_type", "source_id", "rank"], name="visual_recs_similar_unique_rank"
+                fields=["content_type", "source_id", "target_id"], name="visual_recs_similar_unique_target"
             ),
         ]
         indexes = [
-            # Which lists name a product, when it changes or is deleted.
-            models.Index(fields=["content_type", "target_id"], name="visual_recs_similar_target"),
+            # The read path: one product's list, nearest first.
+            models.Index(fields=["content_type", "source_id", "distance"], name="visual_recs_similar_list"),
+            # Which lists name a product, when it changes or is deleted (covering, so no table reads).
+            models.Index(fields=["content_type", "target_id", "source_id"], name="visual_recs_similar_naming"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.source_id} -> {self.target_id} #{self.rank} ({self.distance:.3f})"
+        return f"{self.source_id} -> {self.target_id} ({self.distance:.3f})"
 
 
 class ExactIndexEntry(models.Model):

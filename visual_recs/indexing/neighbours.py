@@ -30,7 +30,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import transaction
@@ -67,6 +67,7 @@ class _Source:
     radius: float | None
     vector: np.ndarray | None = None
     old: list[Hit] | None = None
+    row_pks: dict[str, int] = field(default_factory=dict)  # the stored list's rows, by target id
 
 
 # --- locking ----------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def _repair(indexed_model: IndexedModel, changed: set[str]) -> int:
         elif merged != source.old:
             new_lists[source.object_id] = merged
     new_lists.update(_search_lists(index, collection, recompute, k))
-    _write_lists(indexed_model, {s.object_id: s.pk for s in [*sources, *recompute]}, new_lists)
+    _write_lists(indexed_model, {s.object_id: s.pk for s in [*sources, *recompute]}, new_lists, sources)
     return len(new_lists)
 
 
@@ -255,13 +256,13 @@ def _load_sources(indexed_model: IndexedModel, index: BaseIndex, collection: str
     vectors = index.vectors(collection, sources)
     sources = {object_id: source for object_id, source in sources.items() if object_id in vectors}
     for chunk in chunked(sources, SQL_CHUNK):
-        rows = SimilarItem.objects.filter(content_type=indexed_model.content_type, source_id__in=chunk).order_by(
-            "source_id", "rank"
-        )
-        for source_id, target_id, distance in rows.values_list("source_id", "target_id", "distance"):
+        rows = SimilarItem.objects.filter(content_type=indexed_model.content_type, source_id__in=chunk)
+        for pk, source_id, target_id, distance in rows.values_list("pk", "source_id", "target_id", "distance"):
             sources[source_id].old.append(Hit(target_id, distance))
+            sources[source_id].row_pks[target_id] = pk
     for object_id, source in sources.items():
         source.vector = vectors[object_id]
+        source.old.sort(key=_order)
     return list(sources.values())
 
 
@@ -320,26 +321,42 @@ def _search_lists(index: BaseIndex, collection: str, sources: list[_Source], k: 
     return lists
 
 
-def _write_lists(indexed_model: IndexedModel, pks: dict[str, int], lists: dict[str, list[Hit]]) -> None:
-    """Replace the stored lists of ``lists``' sources, and their radius (``pks``: their rows' keys)."""
+def _write_lists(
+    indexed_model: IndexedModel,
+    pks: dict[str, int],
+    lists: dict[str, list[Hit]],
+    loaded: Iterable[_Source] = (),
+) -> None:
+    """Store the new ``lists`` and their sources' radius (``pks``: the sources' row keys).
+
+    A list whose stored rows were ``loaded`` changes only the rows that differ: a product
+    entering it is one row in and one out. Other lists are replaced whole.
+    """
     if not lists:
         return
     content_type = indexed_model.content_type
     k = app_settings.NEIGHBOURS
-    _delete_lists(indexed_model, lists)
-    SimilarItem.objects.bulk_create(
-        [
-            SimilarItem(content_type=content_type, source_id=source_id, target_id=hit.object_id, rank=rank, distance=hit.distance)
-            for source_id, hits in lists.items()
-            for rank, hit in enumerate(hits, start=1)
-        ],
-        batch_size=1000,
-    )
-    rows = [
+    known = {source.object_id: source for source in loaded}
+    _delete_lists(indexed_model, [source_id for source_id in lists if source_id not in known])
+    leaving: list[int] = []
+    rows = []
+    for source_id, hits in lists.items():
+        source = known.get(source_id)
+        old = set(source.old) if source else set()
+        new = set(hits)
+        leaving += [source.row_pks[hit.object_id] for hit in old - new]
+        rows += [
+            SimilarItem(content_type=content_type, source_id=source_id, target_id=hit.object_id, distance=hit.distance)
+            for hit in new - old
+        ]
+    for chunk in chunked(leaving, SQL_CHUNK):
+        SimilarItem.objects.filter(pk__in=chunk).delete()
+    SimilarItem.objects.bulk_create(rows, batch_size=1000)
+    radii = [
         FeatureVector(pk=pks[source_id], list_radius=hits[-1].distance if len(hits) >= k else SHORT)
         for source_id, hits in lists.items()
     ]
-    FeatureVector.objects.bulk_update(rows, ["list_radius"], batch_size=SQL_CHUNK)
+    FeatureVector.objects.bulk_update(radii, ["list_radius"], batch_size=SQL_CHUNK)
 
 
 def _delete_lists(indexed_model: IndexedModel, source_ids: Iterable[str]) -> None:
@@ -389,13 +406,15 @@ def rebuild_partition(indexed_model: IndexedModel, partition: str) -> int:
 def partitions_of_sources_naming(indexed_model: IndexedModel, object_ids: set[str]) -> set[str]:
     """The partitions of the objects whose lists name any of ``object_ids``."""
     content_type = indexed_model.content_type
-    partitions: set[str] = set()
+    sources: set[str] = set()
     for chunk in chunked(object_ids, SQL_CHUNK):
-        sources = SimilarItem.objects.filter(content_type=content_type, target_id__in=chunk).values("source_id")
+        sources.update(
+            SimilarItem.objects.filter(content_type=content_type, target_id__in=chunk).values_list("source_id", flat=True)
+        )
+    partitions: set[str] = set()
+    for chunk in chunked(sources, SQL_CHUNK):
         partitions.update(
-            FeatureVector.objects.filter(content_type=content_type, object_id__in=sources)
-            .values_list("partition", flat=True)
-            .distinct()
+            FeatureVector.objects.filter(content_type=content_type, object_id__in=chunk).values_list("partition", flat=True)
         )
     return partitions
 

@@ -135,15 +135,21 @@ def _state_of(indexed_model: IndexedModel, obj: models.Model, vector: FeatureVec
 
 
 def _listed_hits(indexed_model: IndexedModel, object_id: str, partition: str) -> list[_Hit]:
-    """The stored list of ``object_id``, with each target's photo hash from the same query."""
-    rows = SimilarItem.objects.filter(content_type=indexed_model.content_type, source_id=object_id).order_by("rank")
+    """The stored list of ``object_id``, nearest first, with each target's photo hash from the same query.
+
+    Equal distances are ordered by target id here, as text, the way the lists were built
+    (a database's collation may order ids otherwise).
+    """
+    rows = SimilarItem.objects.filter(content_type=indexed_model.content_type, source_id=object_id).order_by("distance")
     if not app_settings.EXCLUDE_DUPLICATE_PHOTOS:
-        return [_Hit(target, distance, partition) for target, distance in rows.values_list("target_id", "distance")]
-    target_photo = FeatureVector.objects.filter(
-        content_type=OuterRef("content_type"), object_id=OuterRef("target_id")
-    ).values("image_sha256")[:1]
-    rows = rows.annotate(target_sha256=Subquery(target_photo)).values_list("target_id", "distance", "target_sha256")
-    return [_Hit(target, distance, partition, sha256 or "") for target, distance, sha256 in rows]
+        hits = [_Hit(target, distance, partition) for target, distance in rows.values_list("target_id", "distance")]
+    else:
+        target_photo = FeatureVector.objects.filter(
+            content_type=OuterRef("content_type"), object_id=OuterRef("target_id")
+        ).values("image_sha256")[:1]
+        rows = rows.annotate(target_sha256=Subquery(target_photo)).values_list("target_id", "distance", "target_sha256")
+        hits = [_Hit(target, distance, partition, sha256 or "") for target, distance, sha256 in rows]
+    return sorted(hits, key=lambda hit: (hit.distance, hit.object_id))
 
 
 def _hits_from_index(
