@@ -141,6 +141,17 @@ def test_search_equals_brute_force(index, stored):
         assert_hits(index, got, expected, stored, queries)
 
 
+def test_no_partition_searches_the_whole_collection(index, stored):
+    queries = np.concatenate([queries_for(stored, partition, count=3) for partition in PARTITIONS])
+    got = index.search_many(COLLECTION, None, queries, 12, exclude=[[]] * len(queries))
+    expected = [
+        sorted((hit for p in PARTITIONS for hit in brute_force(stored, p, query, 12)), key=lambda h: (h.distance, h.object_id))[:12]
+        for query in queries
+    ]
+    assert_hits(index, got, expected, stored, queries)
+    assert len({stored[object_id].partition for hits in got for object_id in ids(hits)}) > 1
+
+
 def test_search_only_looks_at_the_given_partition(index, stored):
     query = queries_for(stored, "Men")[0]
     for partition in PARTITIONS:

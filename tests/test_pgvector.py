@@ -209,7 +209,7 @@ def test_a_filtered_search_uses_the_hnsw_index_after_analyze(small_index):
     vectors = clustered(6000)
     index.add("products", [Entry(f"p{i}", "MW"[i % 2], True, v) for i, v in enumerate(vectors)])
     index.analyze()
-    sql = index._nearest_sql(1, shown_only=True, exact=False)
+    sql = index._nearest_sql(1, whole_collection=False, shown_only=True, exact=False)
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, [0, str(vectors[0].tolist()), [], "products", "M", 10])
         plan = "\n".join(row[0] for row in cursor.fetchall())

@@ -112,7 +112,7 @@ class BaseIndex:
     def search(
         self,
         collection: str,
-        partition: str,
+        partition: str | None,
         vector: np.ndarray,
         k: int,
         *,
@@ -120,6 +120,9 @@ class BaseIndex:
         shown_only: bool = True,
     ) -> list[Hit]:
         """The ``k`` entries of ``partition`` nearest to ``vector``, nearest first.
+
+        ``partition`` None searches the whole collection (search by photo across genders: the
+        nearest of all partitions, which is what merging each partition's nearest would give).
 
         Only shown entries unless ``shown_only`` is False; never an id in ``exclude``. Returns
         exactly ``k`` hits whenever that many entries qualify (an approximate index must still
@@ -131,7 +134,7 @@ class BaseIndex:
     def search_many(
         self,
         collection: str,
-        partition: str,
+        partition: str | None,
         vectors: np.ndarray,
         k: int,
         *,

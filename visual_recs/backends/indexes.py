@@ -334,13 +334,23 @@ class ExactIndex(BaseIndex):
     def search_many(
         self,
         collection: str,
-        partition: str,
+        partition: str | None,
         vectors: np.ndarray,
         k: int,
         *,
         exclude: Sequence[Collection[str]] | None = None,
         shown_only: bool = True,
     ) -> list[list[Hit]]:
+        if partition is None:
+            # Each partition's k nearest, merged: the collection's k nearest.
+            per_partition = [
+                self.search_many(collection, name, vectors, k, exclude=exclude, shown_only=shown_only)
+                for name in sorted(self.partitions(collection))
+            ]
+            return [
+                sorted((hit for found in rows for hit in found), key=lambda hit: (hit.distance, hit.object_id))[:k]
+                for rows in zip(*per_partition)
+            ] if per_partition else [[] for _ in range(len(vectors))]
         queries = self.check_vectors(vectors, None)
         if exclude is None:
             exclude = [()] * len(queries)

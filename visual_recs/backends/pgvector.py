@@ -316,7 +316,7 @@ class PgvectorIndex(BaseIndex):
             statements.append(f"SET LOCAL hnsw.max_scan_tuples = {max_scan}")
         return "; ".join(statements)
 
-    def _nearest_sql(self, count: int, *, shown_only: bool, exact: bool) -> str:
+    def _nearest_sql(self, count: int, *, whole_collection: bool, shown_only: bool, exact: bool) -> str:
         """One round trip for ``count`` queries: a LATERAL top-k per row of a VALUES list.
 
         ``exact`` orders by ``distance + 0``, which the HNSW index cannot serve, so the planner
@@ -325,13 +325,14 @@ class PgvectorIndex(BaseIndex):
         order = "(t.embedding <-> q.embedding) + 0" if exact else "t.embedding <-> q.embedding"
         values = ", ".join(["(%s, %s::halfvec, %s::text[])"] * count)
         shown = "AND t.shown" if shown_only else ""
+        partition = "" if whole_collection else "AND t.partition = %s"
         return f"""
             SELECT q.i, hit.object_id, hit.distance
             FROM (VALUES {values}) AS q(i, embedding, exclude)
             CROSS JOIN LATERAL (
                 SELECT t.object_id, t.embedding <-> q.embedding AS distance
                 FROM {self.table} AS t
-                WHERE t.collection = %s AND t.partition = %s {shown} AND t.object_id <> ALL(q.exclude)
+                WHERE t.collection = %s {partition} {shown} AND t.object_id <> ALL(q.exclude)
                 ORDER BY {order}
                 LIMIT %s
             ) AS hit
@@ -339,11 +340,12 @@ class PgvectorIndex(BaseIndex):
 
     def _nearest(self, cursor, queries, collection, partition, k, *, shown_only, exact) -> dict[int, list[Hit]]:
         params = [value for i, vector, exclude in queries for value in (i, _literal(vector), exclude)]
-        sql = self._nearest_sql(len(queries), shown_only=shown_only, exact=exact)
+        sql = self._nearest_sql(len(queries), whole_collection=partition is None, shown_only=shown_only, exact=exact)
         if not exact:
             # The SET LOCALs travel with the query: one round trip (client-side binding allows it).
             sql = f"{self._search_settings()}; {sql}"
-        cursor.execute(sql, [*params, collection, partition, k])
+        scope = [collection] if partition is None else [collection, partition]
+        cursor.execute(sql, [*params, *scope, k])
         while cursor.description is None and cursor.nextset():
             pass
         found: dict[int, list[Hit]] = {i: [] for i, _, _ in queries}
@@ -354,7 +356,7 @@ class PgvectorIndex(BaseIndex):
     def search_many(
         self,
         collection: str,
-        partition: str,
+        partition: str | None,
         vectors: np.ndarray,
         k: int,
         *,

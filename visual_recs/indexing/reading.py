@@ -69,7 +69,7 @@ class _Hit(NamedTuple):
 
     object_id: str
     distance: float
-    partition: str  # where it was found: it must still be the object's partition to be shown
+    partition: str | None  # where it was found: still the object's partition to be shown (None: any)
     image_sha256: str = ""
 
 
@@ -186,7 +186,7 @@ def _shown(indexed_model: IndexedModel, hits: list[_Hit], limit: int, *, duplica
     results: list[Similar] = []
     for hit in hits:
         obj = by_id.get(hit.object_id)
-        if obj is None or indexed_model.partition_of(obj) != hit.partition:
+        if obj is None or (hit.partition is not None and indexed_model.partition_of(obj) != hit.partition):
             continue  # filtered out, deleted, or moved to another partition since it was indexed
         if exclude_duplicates and hit.image_sha256:
             if hit.image_sha256 in seen_photos:

@@ -29,57 +29,53 @@ def search_by_image(
 
     The photo passes the same size limits and safe loader as catalog photos, then the
     extractor (which loads its network in this process on first use). ``partition`` (e.g. a
-    gender) limits the search to one partition; None searches each and merges by distance.
+    gender) limits the search to one partition; None searches them all (one index query).
     Raises ``ImageError`` for a photo that cannot be used and ``UnknownPartition``, both with
     a message for a person. The same photo as a catalog product finds that product first.
     """
     # Bytes go in as a stream, so the size and emptiness checks (and their messages) are the loader's own.
     source = io.BytesIO(photo) if isinstance(photo, bytes) else photo
     data = read_image_bytes(source, max_bytes=app_settings.MAX_IMAGE_BYTES)
-    partitions = _searchable_partitions(indexed_model, partition)
+    _check_partition(indexed_model, partition)
     extractor = get_extractor()
     pixels = decode_image(data, size=extractor.input_size, fit=extractor.fit, max_pixels=app_settings.MAX_IMAGE_PIXELS)
-    if limit < 1 or not partitions:
+    if limit < 1:
         return []
-    query = extractor.extract(pixels[np.newaxis])[0]
-    return _search(indexed_model, query, partitions, limit)
+    return _search(indexed_model, extractor.extract(pixels[np.newaxis])[0], partition, limit)
 
 
 def search_by_vector(
     indexed_model: IndexedModel, vector: np.ndarray, *, partition: str | None = None, limit: int = 5
 ) -> list[Similar]:
-    """``search_by_image`` for a vector the extractor already made: one index query per searched partition."""
-    partitions = _searchable_partitions(indexed_model, partition)
-    if limit < 1 or not partitions:
+    """``search_by_image`` for a vector the extractor already made: one index query."""
+    _check_partition(indexed_model, partition)
+    if limit < 1:
         return []
-    return _search(indexed_model, np.asarray(vector, dtype=np.float32), partitions, limit)
+    return _search(indexed_model, np.asarray(vector, dtype=np.float32), partition, limit)
 
 
-def _search(indexed_model: IndexedModel, query: np.ndarray, partitions: list[str], limit: int) -> list[Similar]:
-    index = get_index()
+def _search(indexed_model: IndexedModel, query: np.ndarray, partition: str | None, limit: int) -> list[Similar]:
+    """One index query: in ``partition``, or (None) in the whole collection, which is every partition's nearest merged."""
     collection = indexed_model.collection(get_extractor().model_id)
     # Room for objects filtered out since they were indexed, as the stored lists keep.
     k = limit + app_settings.NEIGHBOURS
-    hits: list[_Hit] = []
-    for name in partitions:
-        hits.extend(_Hit(hit.object_id, hit.distance, name) for hit in index.search(collection, name, query, k))
-    hits.sort(key=lambda hit: (hit.distance, hit.object_id))
-    return _shown(indexed_model, hits[:k], limit, duplicates_of=set())
+    hits = [_Hit(hit.object_id, hit.distance, partition) for hit in get_index().search(collection, partition, query, k)]
+    return _shown(indexed_model, hits, limit, duplicates_of=set())
 
 
-def _searchable_partitions(indexed_model: IndexedModel, partition: str | None) -> list[str]:
-    """The partitions with ready vectors to search: all of them, or ``partition`` if it exists."""
+def _check_partition(indexed_model: IndexedModel, partition: str | None) -> None:
+    """``UnknownPartition`` unless ``partition`` is None, holds ready vectors, or is a declared value."""
     if partition is None:
-        return sorted(get_index().partitions(indexed_model.collection(get_extractor().model_id)))
+        return
     ready = FeatureVector.objects.filter(content_type=indexed_model.content_type, status=IndexStatus.READY)
     if ready.filter(partition=partition).exists():
-        return [partition]
-    indexed = set(ready.values_list("partition", flat=True).distinct())
+        return
     declared = _declared_partitions(indexed_model)
     if partition in declared:
-        return []  # a real value that has nothing indexed yet
+        return  # a real value that has nothing indexed yet
     if not indexed_model.partition_field:
         raise UnknownPartition(f"the {indexed_model.key} catalog has no partitions; leave the partition out")
+    indexed = set(ready.values_list("partition", flat=True).distinct())
     known = ", ".join(sorted((indexed | declared) - {""}))
     raise UnknownPartition(
         f"{partition!r} is not a {indexed_model.partition_field} of {indexed_model.key}"
@@ -94,5 +90,3 @@ def _declared_partitions(indexed_model: IndexedModel) -> set[str]:
     field = indexed_model.model._meta.get_field(indexed_model.partition_field)
     return {str(value) for value, _ in field.flatchoices} if field.choices else set()
 
-
-# --- status -----------------------------------------------------------------------------
