@@ -174,13 +174,14 @@ def test_the_migration_created_the_extension_table_and_hnsw_index(pgvector):
         )
         found = {name: (method, definition) for name, method, definition in cursor.fetchall()}
         cursor.execute(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            "SELECT format_type(atttypid, atttypmod), attstorage FROM pg_attribute"
             " WHERE attrelid = %s::regclass AND attname = 'embedding'",
             [index.table],
         )
-        (column_type,) = cursor.fetchone()
+        column_type, storage = cursor.fetchone()
     assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 8)
     assert column_type == f"halfvec({index.dimensions})"
+    assert storage == "p"  # in the row, not TOAST: or the planner prefers exact scans to HNSW
     assert found[index.hnsw_index][0] == "hnsw"
     assert "halfvec_l2_ops" in found[index.hnsw_index][1] and f"m='{index.m}'" in found[index.hnsw_index][1]
     assert found[index.partition_index][0] == "btree"

@@ -188,6 +188,11 @@ class PgvectorIndex(BaseIndex):
                 )
                 """
             )
+            # A 2048-d halfvec (4 KB) is over PostgreSQL's 2 KB TOAST threshold, so by default it is
+            # stored out of line, and the planner, which does not cost reading it back, then takes
+            # an exact scan of a whole partition (btree + sort) for cheaper than the HNSW index: at
+            # 100,000 rows, 37 ms against 5 ms a search. Kept in the row, HNSW is chosen.
+            cursor.execute(f"ALTER TABLE {self.table} ALTER COLUMN embedding SET STORAGE PLAIN")
             cursor.execute(f"CREATE INDEX IF NOT EXISTS {self.partition_index} ON {self.table} (collection, partition, shown)")
             cursor.execute(
                 f"CREATE INDEX IF NOT EXISTS {self.hnsw_index} ON {self.table} "
