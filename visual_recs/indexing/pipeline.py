@@ -228,62 +228,6 @@ def _read_and_decode(job: _Job, indexed_model: IndexedModel, extractor, model_id
         job.outcome, job.error = "failed", str(exc)
 
 
-def _jobs_for(indexed_model: IndexedModel, objs: Sequence[models.Model]) -> list[_Job]:
-    """Jobs with the database facts they need, in two queries for the whole batch."""
-    ids = [str(obj.pk) for obj in objs]
-    existing = {
-        vector.object_id: vector
-        for vector in FeatureVector.objects.filter(content_type=indexed_model.content_type, object_id__in=ids).defer(
-            "vector"
-        )
-    }
-    listed = {str(pk) for pk in indexed_model.shown().filter(pk__in=[obj.pk for obj in objs]).values_list("pk", flat=True)}
-    return [
-        _Job(
-            obj=obj,
-            object_id=object_id,
-            partition=indexed_model.partition_of(obj),
-            listed=object_id in listed,
-            existing=existing.get(object_id),
-        )
-        for obj, object_id in zip(objs, ids)
-    ]
-
-
-def _read_and_decode(job: _Job, indexed_model: IndexedModel, extractor, model_id: str, force: bool) -> None:
-    """Runs in a decoder thread: fills ``job.outcome`` and its photo's hash, pixels or error."""
-    image = indexed_model.image_of(job.obj)
-    if image is None:
-        job.outcome = "no_image"
-        return
-    try:
-        data = read_image_bytes(image, max_bytes=app_settings.MAX_IMAGE_BYTES)
-    except ImageTooLarge as exc:
-        job.sha256, job.outcome, job.error = photo_sha256(image), "failed", str(exc)
-        return
-    except ImageError as exc:
-        job.outcome, job.error = "failed", str(exc)
-        return
-    job.sha256 = hashlib.sha256(data).hexdigest()
-    existing = job.existing
-    if (
-        not force
-        and existing is not None
-        and existing.image_sha256 == job.sha256
-        and (existing.status == Status.FAILED or (existing.status == Status.READY and existing.model_id == model_id))
-    ):
-        # Same photo as last time: a ready vector is still right, and a failed one would fail again.
-        job.outcome = "unchanged"
-        return
-    try:
-        job.pixels = decode_image(
-            data, size=extractor.input_size, fit=extractor.fit, max_pixels=app_settings.MAX_IMAGE_PIXELS
-        )
-        job.outcome = "extract"
-    except ImageError as exc:
-        job.outcome, job.error = "failed", str(exc)
-
-
 def _extract(extractor, jobs: list[_Job]) -> None:
     if not jobs:
         return
