@@ -1,0 +1,23 @@
+"""Settings of ``bench/scale.py`` and of the gunicorn it starts: the demo shop's, measured as deployed.
+
+The demo's settings (``DATABASE_URL`` as given) with the index backend of the run, from
+``VISUAL_RECS_BENCH_INDEX`` (JSON ``{"BACKEND": ..., "OPTIONS": {...}}``), and ``DEBUG`` off:
+with it on, Django keeps every query of a request in memory, which would show in the web
+processes' resident memory and time.
+"""
+
+import json
+import os
+
+from demo_shop.settings import *  # noqa: F403
+from demo_shop.settings import VISUAL_RECS
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+VISUAL_RECS = {**VISUAL_RECS, "INDEX": json.loads(os.environ["VISUAL_RECS_BENCH_INDEX"])}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"visual_recs": {"handlers": ["console"], "level": "WARNING"}},
+}
