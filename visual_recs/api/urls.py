@@ -13,7 +13,8 @@ urlpatterns = [
     path("status/", views.IndexStatusView.as_view(), name="status"),
     path("schema/", views.SchemaView.as_view(), name="schema"),
     # The page loads ReDoc from a CDN: it needs the browser online (the schema itself does not).
-    path("schema/redoc/", SpectacularRedocView.as_view(url_name="visual_recs_api:schema"), name="redoc"),
+    # schema=None: out of any schema, as SchemaView.
+    path("schema/redoc/", SpectacularRedocView.as_view(url_name="visual_recs_api:schema", schema=None), name="redoc"),
     path("<str:key>/search/", views.SearchByImageView.as_view(), name="search"),
     path("<str:key>/<str:pk>/similar/", views.SimilarItemsView.as_view(), name="similar"),
 ]
