@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from django.conf import settings
@@ -20,10 +21,16 @@ def default_catalog_dir() -> Path:
     return Path(configured) if configured else Path(settings.BASE_DIR).parent / "shared" / "data" / "fashion-images"
 
 
-def demo_admin_password() -> str:
-    """The demo admin's password, derived from SECRET_KEY: the same on every run, so it can be
-    printed again without being stored, and unguessable where the deployment's key is secret."""
-    return salted_hmac("demo_shop.demo_setup", ADMIN_USERNAME, secret=settings.SECRET_KEY).hexdigest()[:16]
+# The keys earlier versions defaulted to, from which they derived the admin's password: an
+# admin still holding that password gets a random one (anyone could compute the old one).
+_PUBLISHED_KEYS = ("demo-only-not-secret", "change-me-demo-stack-only")
+
+
+def _has_published_password(user) -> bool:
+    return any(
+        user.check_password(salted_hmac("demo_shop.demo_setup", ADMIN_USERNAME, secret=key).hexdigest()[:16])
+        for key in _PUBLISHED_KEYS
+    )
 
 
 class Command(BaseCommand):
@@ -57,20 +64,24 @@ class Command(BaseCommand):
         self._ensure_admin()
 
     def _ensure_admin(self) -> None:
-        password = demo_admin_password()
+        """Create the admin with a random password and show it this once; a rerun only says how to reset it."""
         user, created = get_user_model()._default_manager.get_or_create(
             username=ADMIN_USERNAME, defaults={"is_staff": True, "is_superuser": True}
         )
-        if created:
-            user.set_password(password)
-            user.save(update_fields=["password"])
-        elif not user.check_password(password):
-            # Someone chose their own password: theirs to keep.
-            self.stdout.write(f"Admin user '{ADMIN_USERNAME}' exists with a password of its own; left as it is.")
+        if not created and not _has_published_password(user):
+            self.stdout.write(
+                f"Admin user '{ADMIN_USERNAME}' exists; its password was shown when it was created. "
+                f"To set a new one: python manage.py changepassword {ADMIN_USERNAME}"
+            )
             return
-        state = "created" if created else "exists"
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        state = "created" if created else "given a new password (its old one could be computed)"
         self.stdout.write(
             self.style.SUCCESS(
-                f"Admin user {state}: log in at /admin/ as {ADMIN_USERNAME} / {password} (local demo only)."
+                f"Admin user {state}: log in at /admin/ as {ADMIN_USERNAME} / {password}\n"
+                "The password is shown only this once; keep it "
+                f"(python manage.py changepassword {ADMIN_USERNAME} sets another)."
             )
         )
