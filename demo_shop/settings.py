@@ -3,7 +3,14 @@
 - DATABASE_URL       default: SQLite at var/demo.sqlite3
 - CELERY_BROKER_URL  unset: tasks run eagerly in the web process (no Redis needed)
 - MEDIA_ROOT         default: var/media
-- DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS for a deployment
+- DJANGO_SECRET_KEY  required unless DJANGO_DEBUG=1 (then a random key per process; `make
+  demo` keeps one in var/secret_key so sessions outlive a restart)
+- DJANGO_DEBUG       "1": debug pages and a throwaway key, for a local demo only (default off)
+- DJANGO_ALLOWED_HOSTS  comma-separated (default 127.0.0.1,localhost)
+- DJANGO_HTTPS       "1": served behind a TLS proxy that sets X-Forwarded-Proto: HTTPS
+  redirect, secure cookies, HSTS (default off, so the compose stack works on plain http)
+- DJANGO_HSTS_SECONDS, DJANGO_HSTS_INCLUDE_SUBDOMAINS, DJANGO_HSTS_PRELOAD  with DJANGO_HTTPS=1
+  (default 3600 seconds, the other two off: see docs/deploy.md before raising them)
 - VISUAL_RECS_CACHE_DIR  where the ResNet50 weights are built (default ~/.cache/visual_recs)
 - VISUAL_RECS_INDEX  "pgvector": nearest neighbours in PostgreSQL with pgvector (the compose
   stack); unset: the embedded exact index
@@ -13,14 +20,37 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 VAR_DIR.mkdir(exist_ok=True)  # the default SQLite database lives here, and a fresh clone has no var/
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "Set DJANGO_SECRET_KEY (e.g. the output of python -c 'import secrets; print(secrets.token_urlsafe(50))'): "
+            "the demo shop has no default secret key outside a local DJANGO_DEBUG=1 run."
+        )
+    # Local and DEBUG only: a key nobody can know, at the price of sessions that end with the process.
+    SECRET_KEY = get_random_secret_key()
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+
+# Behind a TLS-terminating proxy (DJANGO_HTTPS=1) everything goes over https. Off by default so
+# the compose stack answers on http://127.0.0.1:8000; docs/deploy.md has the trade-off.
+HTTPS = os.environ.get("DJANGO_HTTPS", "0") == "1"
+if HTTPS:
+    # Trusted only because the proxy overwrites the header; never expose gunicorn directly.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "3600"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = os.environ.get("DJANGO_HSTS_INCLUDE_SUBDOMAINS", "0") == "1"
+    SECURE_HSTS_PRELOAD = os.environ.get("DJANGO_HSTS_PRELOAD", "0") == "1"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -37,6 +67,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The CSS without DEBUG (gunicorn in compose): collected into STATIC_ROOT by the Dockerfile.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

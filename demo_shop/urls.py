@@ -5,9 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib import admin
-from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 
 from demo_shop.shop import views
@@ -29,5 +27,5 @@ except ModuleNotFoundError as exc:
 else:
     urlpatterns.append(path("api/visual-recs/", include(api_urls)))
 
-# Photos and CSS in DEBUG, also under gunicorn (the compose demo); both return [] otherwise.
-urlpatterns += staticfiles_urlpatterns() + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# The photos, also without DEBUG (the compose stack); WhiteNoise serves the CSS.
+urlpatterns.append(path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", views.media_file, name="media"))

@@ -7,35 +7,55 @@ be one that the settings or the app actually read.
 
 from __future__ import annotations
 
+import os
 import re
 import runpy
+import secrets
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from django.core.exceptions import ImproperlyConfigured
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 APP_SERVICES = ("web", "worker")
-# ${NAME:-default} / ${NAME-default} / ${NAME}, as compose interpolates them from the host.
-_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
+# ${NAME:-default} / ${NAME-default} / ${NAME:?error} / ${NAME}, as compose interpolates them from the host.
+_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<operator>:?[-?])(?P<argument>[^}]*))?\}")
+# What the host provides, as the compose file's header tells a user to: a random secret key in .env.
+HOST_ENV = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
 _ENV_READ = re.compile(r"""environ(?:\.get|\.setdefault)?[(\[]\s*["'](\w+)["']|getenv\(\s*["'](\w+)["']""")
 
 
-def interpolated(value: str) -> str:
-    """``value`` as compose would pass it on a host that sets none of the variables."""
-    return _INTERPOLATION.sub(lambda m: m["default"] or "", str(value))
+class RequiredVariableUnset(Exception):
+    """Compose refuses to start: a ``${NAME:?error}`` variable is not set on the host."""
 
 
-def environment(service: str) -> dict[str, str]:
+def interpolated(value: str, host_env: dict[str, str] = HOST_ENV) -> str:
+    """``value`` as compose would pass it on a host whose environment is ``host_env``."""
+
+    def substitute(match: re.Match) -> str:
+        name, operator, argument = match["name"], match["operator"] or "", match["argument"]
+        if host_env.get(name):
+            return host_env[name]
+        if operator.endswith("?"):
+            raise RequiredVariableUnset(f"{name}: {argument}")
+        return argument if operator.endswith("-") else ""
+
+    return _INTERPOLATION.sub(substitute, str(value))
+
+
+def environment(service: str, host_env: dict[str, str] = HOST_ENV) -> dict[str, str]:
     env = SERVICES[service].get("environment") or {}
     if isinstance(env, list):  # the "NAME=value" form
         env = dict(item.split("=", 1) for item in env)
-    return {name: interpolated(value) for name, value in env.items()}
+    return {name: interpolated(value, host_env) for name, value in env.items()}
 
 
 def command(service: str) -> list[str]:
@@ -77,14 +97,30 @@ def app_service(request) -> str:
     return request.param
 
 
+def clean_environment(monkeypatch) -> None:
+    """No variable of the machine running the tests leaks into the settings under test."""
+    for name in list(os.environ):
+        if name.startswith(("DJANGO_", "VISUAL_RECS_")) or name in ("DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT"):
+            monkeypatch.delenv(name)
+
+
+def container_environment() -> dict[str, str]:
+    """The web container's environment: the image's ENV, then compose's."""
+    return {**dockerfile_env(), **environment("web")}
+
+
+def demo_settings(monkeypatch, env: dict[str, str]) -> dict:
+    """demo_shop/settings.py evaluated with exactly ``env`` as the project's variables."""
+    clean_environment(monkeypatch)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(REPO / "demo_shop" / "settings.py"))
+
+
 @pytest.fixture
 def container_settings(monkeypatch) -> dict:
     """demo_shop/settings.py evaluated with the web container's environment (image ENV + compose)."""
-    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "DJANGO_DEBUG", "DJANGO_ALLOWED_HOSTS"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in {**dockerfile_env(), **environment("web")}.items():
-        monkeypatch.setenv(name, value)
-    return runpy.run_path(str(REPO / "demo_shop" / "settings.py"))
+    return demo_settings(monkeypatch, container_environment())
 
 
 def test_the_four_services_and_their_images():
@@ -126,8 +162,15 @@ def test_the_settings_under_the_compose_environment(container_settings):
     broker = urlsplit(container_settings["CELERY_BROKER_URL"])
     assert (broker.scheme, broker.hostname) == ("redis", "redis")
     assert container_settings["CELERY_TASK_ALWAYS_EAGER"] is False  # the worker does the work
-    assert "localhost" in container_settings["ALLOWED_HOSTS"]  # the health check's and the browser's host
-    assert container_settings["SECRET_KEY"] != "demo-only-not-secret"
+    assert {"127.0.0.1", "localhost"} <= set(container_settings["ALLOWED_HOSTS"])  # the health check's and the browser's
+    assert container_settings["DEBUG"] is False
+    assert container_settings["SECRET_KEY"] == HOST_ENV["DJANGO_SECRET_KEY"]
+    # No DEBUG to serve the CSS: WhiteNoise does, from what the image collected (the photos: demo_shop.urls).
+    middleware = container_settings["MIDDLEWARE"]
+    assert middleware[:2] == ["django.middleware.security.SecurityMiddleware", "whitenoise.middleware.WhiteNoiseMiddleware"]
+    assert DOCKERFILE.index("collectstatic --noinput") > DOCKERFILE.index("COPY demo_shop ./demo_shop")
+    # Plain http on 127.0.0.1 until DJANGO_HTTPS=1: no redirect, cookies sent over http.
+    assert not container_settings.get("SECURE_SSL_REDIRECT") and not container_settings.get("SESSION_COOKIE_SECURE")
 
 
 def test_media_and_weights_are_shared_volumes_at_the_configured_paths(app_service, container_settings):
@@ -171,3 +214,64 @@ def test_the_documented_seed_step_finds_the_catalog():
     catalog_dir = args[args.index("--catalog-dir") + 1]
     assert catalog_dir in mounts("web") and "--queue" in args
     assert (REPO / "demo_shop/shop/management/commands/demo_setup.py").is_file()
+
+
+def test_compose_refuses_to_start_without_a_secret_key():
+    with pytest.raises(RequiredVariableUnset, match="DJANGO_SECRET_KEY"):
+        environment("web", host_env={})
+    header = (REPO / "docker-compose.yml").read_text().split("\n\n")[0]
+    assert "DJANGO_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')\" >> .env" in header
+    for ignore_file in (".gitignore", ".dockerignore"):  # the key stays out of the repository and the image
+        assert ".env" in (REPO / ignore_file).read_text().split(), ignore_file
+
+
+def test_the_demo_settings_have_no_default_secret_key(monkeypatch):
+    for env in ({}, {"DJANGO_DEBUG": "0"}):
+        with pytest.raises(ImproperlyConfigured, match="Set DJANGO_SECRET_KEY"):
+            demo_settings(monkeypatch, env)
+    assert demo_settings(monkeypatch, {"DJANGO_SECRET_KEY": "a key"})["DEBUG"] is False
+    # DEBUG on (a local run): a random key each time, so none is written anywhere to be found.
+    keys = {demo_settings(monkeypatch, {"DJANGO_DEBUG": "1"})["SECRET_KEY"] for _ in range(2)}
+    assert len(keys) == 2 and all(len(key) >= 50 for key in keys)
+    assert demo_settings(monkeypatch, {"DJANGO_DEBUG": "1", "DJANGO_SECRET_KEY": "mine"})["SECRET_KEY"] == "mine"
+
+
+# A production-like host: the compose stack behind a TLS proxy, with the settings docs/deploy.md lists.
+PRODUCTION_ENV = {
+    "DJANGO_HTTPS": "1",
+    "DJANGO_ALLOWED_HOSTS": "shop.example.com,127.0.0.1",
+    "DJANGO_HSTS_SECONDS": "31536000",
+    "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1",
+    "DJANGO_HSTS_PRELOAD": "1",
+}
+# What plain http on 127.0.0.1 gives up, as docs/deploy.md says: HSTS, the redirect, secure cookies.
+PLAIN_HTTP_WARNINGS = {"security.W004", "security.W008", "security.W012", "security.W016"}
+
+
+def deploy_check(host_env: dict[str, str]) -> tuple[int, str]:
+    """``manage.py check --deploy`` in the web container's environment on a host with ``host_env``."""
+    outside = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DJANGO_", "VISUAL_RECS_")) and name not in ("DATABASE_URL", "CELERY_BROKER_URL")
+    }
+    env = {**outside, **dockerfile_env(), **environment("web", {**HOST_ENV, **host_env})}
+    # The container's paths: the image has the weights at VISUAL_RECS_CACHE_DIR; here they are
+    # in the default cache, which the suite's weights step built. The check does not read MEDIA_ROOT.
+    del env["VISUAL_RECS_CACHE_DIR"], env["MEDIA_ROOT"]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_check_deploy_is_clean_with_the_compose_settings_behind_tls():
+    returncode, output = deploy_check(PRODUCTION_ENV)
+    assert returncode == 0 and "System check identified no issues" in output, output
+
+
+def test_on_plain_http_check_deploy_names_only_what_tls_would_add():
+    returncode, output = deploy_check({})
+    assert returncode != 0
+    assert set(re.findall(r"\((\w+\.[A-Z]\d+)\)", output)) == PLAIN_HTTP_WARNINGS, output

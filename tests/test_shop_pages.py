@@ -10,6 +10,7 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 
 from demo_shop.shop import views
 from tests.catalog_files import write_catalog_csv
@@ -123,3 +124,20 @@ def test_a_bad_upload_gets_a_readable_error(client, shop, content, message):
     html = response.content.decode()
     assert response.status_code == 200
     assert message in html and 'class="search-results"' not in html
+
+
+def test_without_debug_the_demo_serves_its_photos_and_css(client, shop, settings, tmp_path):
+    """As under gunicorn in the compose stack: DEBUG off, the CSS from WhiteNoise, the photos from the demo's view."""
+    assert settings.DEBUG is False
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.MIDDLEWARE = ["whitenoise.middleware.WhiteNoiseMiddleware", *settings.MIDDLEWARE]
+    call_command("collectstatic", "--noinput", verbosity=0)  # the Dockerfile's step
+
+    css = client.get("/static/shop/shop.css")
+    assert css.status_code == 200 and css["Content-Type"].startswith("text/css")
+    photo = client.get(f"/media/products/{SHOE}.jpg")
+    assert photo.status_code == 200 and b"".join(photo.streaming_content) == photo_bytes(SHOE)
+    # A path out of MEDIA_ROOT is refused as suspicious; a missing file is a 404.
+    assert client.get("/media/../demo_shop/settings.py").status_code == 400
+    assert client.get("/media/%2e%2e/%2e%2e/etc/passwd").status_code == 400
+    assert client.get("/media/products/nothing.jpg").status_code == 404

@@ -1,4 +1,4 @@
-"""The demo shop's pages: the catalog, a product with its similar items, and search by photo.
+"""The demo shop's pages: the catalog, a product with its similar items, search by photo, and the photos.
 
 They read the bundled ``visual_recs.Product``; the similar items come from the app's template
 tag and search by photo from ``indexing.search_by_image``, the service the REST API uses too.
@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django import forms
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.views import static
 
 from visual_recs import indexing, registry
 from visual_recs.exceptions import ImageError
@@ -95,3 +97,12 @@ def search(request: HttpRequest) -> HttpResponse:
         except ImageError as exc:
             form.add_error("photo", f"This photo cannot be used: {exc}.")
     return render(request, "shop/search.html", {"form": form, "results": results})
+
+
+def media_file(request: HttpRequest, path: str) -> HttpResponse:
+    """A file of MEDIA_ROOT, with or without DEBUG: a demo has no web server in front.
+
+    Django's ``serve`` is slow but refuses paths that lead out of MEDIA_ROOT; a real shop
+    serves MEDIA_ROOT from its proxy or object storage instead (docs/deploy.md).
+    """
+    return static.serve(request, path, document_root=settings.MEDIA_ROOT)
