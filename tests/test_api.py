@@ -5,12 +5,14 @@ The fast colour extractor stands in for ResNet50 here; test_search_by_photo.py r
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import authenticate, hashers
 from django.contrib.auth.models import Permission, User
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -250,11 +252,51 @@ def test_a_shops_scoped_throttle_does_not_break_search(client, catalog, settings
     assert search(client, image=upload_of("13683")).status_code == 200
 
 
+# --- authentication -----------------------------------------------------------------------
+
+
+def basic_header(username: str, password: str) -> dict[str, str]:
+    credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"HTTP_AUTHORIZATION": f"Basic {credentials}"}
+
+
+@pytest.fixture
+def hasher_calls(monkeypatch) -> list[str]:
+    """Every password hasher looked up from now on: hashing and checking a password both need one."""
+    calls: list[str] = []
+    real_get_hasher = hashers.get_hasher
+
+    def counting_get_hasher(algorithm: str = "default"):
+        calls.append(algorithm)
+        return real_get_hasher(algorithm)
+
+    monkeypatch.setattr(hashers, "get_hasher", counting_get_hasher)
+    return calls
+
+
+def test_a_basic_header_costs_no_password_hash(client, catalog, hasher_calls):
+    staff = User.objects.create_user("staff", password="right", is_staff=True)
+    hasher_calls.clear()
+    assert authenticate(username="staff", password="guess") is None and hasher_calls  # what Basic auth would run
+    hasher_calls.clear()
+
+    for username, password in (("staff", "guess"), ("nobody", "guess"), ("staff", "right")):
+        header = basic_header(username, password)
+        assert client.get(f"{API}/products/{catalog[0][0].pk}/similar/", **header).status_code == 200
+        assert client.post(f"{API}/products/search/", {"image": upload_of("13683")}, **header).status_code == 200
+        # Not even right credentials count: the status is for staff signed in with a session.
+        assert client.get(f"{API}/status/", **header).status_code == 403
+    assert hasher_calls == []
+
+    client.force_login(staff)
+    assert client.get(f"{API}/status/").status_code == 200
+
+
 # --- status and schema --------------------------------------------------------------------
 
 
 def test_the_status_is_for_staff(client, catalog):
-    assert client.get(f"{API}/status/").status_code in (401, 403)
+    assert client.get(f"{API}/status/").status_code == 403  # session authentication only: no 401
     staff = User.objects.create_user("staff", password="pw", is_staff=True)
     client.force_login(staff)
     body = client.get(f"{API}/status/").json()

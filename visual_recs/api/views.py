@@ -2,6 +2,10 @@
 
 Similar items and search are public (shop data shown to shoppers); the status is for staff.
 Bad input answers 400 with ``{"detail": "<why>"}``, written for a person.
+
+No view authenticates with anything but the session (search not even with that): DRF's
+default Basic authentication would run the password hasher (a million rounds) for any
+``Authorization: Basic`` header a client cares to send, before any throttle.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAdminUser
@@ -99,6 +104,8 @@ class SimilarItemsView(APIView):
     """The nearest products to one product, in its partition, nearest first."""
 
     permission_classes = [AllowAny]
+    # The session only: a shop's own product serializer may look at request.user.
+    authentication_classes = [SessionAuthentication]
     schema = AutoSchema()
 
     def get(self, request: Request, key: str, pk: str) -> Response:
@@ -157,6 +164,7 @@ class IndexStatusView(APIView):
     """For staff: how far indexing has got, per model, partition and status."""
 
     permission_classes = [IsAdminUser]
+    authentication_classes = [SessionAuthentication]  # staff signed in to the admin
     schema = AutoSchema()
 
     def get(self, request: Request) -> Response:
