@@ -206,7 +206,7 @@ BAD_UPLOADS = {
     "unknown partition": (
         {"image": ("13683.jpg", None), "partition": "Aliens"},
         {},
-        "Unknown partition: 'Aliens' is not a gender of products (known: Boys, Girls, Men, Unisex, Women).",
+        "Unknown partition: 'Aliens' is not one of the gender values of products (known: Boys, Girls, Men, Unisex, Women).",
     ),
 }
 

@@ -191,7 +191,7 @@ def test_search_by_image_finds_the_same_photo_first_and_respects_the_filter(cata
 def test_search_by_image_refuses_unknown_partitions_and_oversized_photos(catalog, settings):
     products = registry.get("products")
     photo = photo_bytes("13683")
-    with pytest.raises(UnknownPartition, match="'Aliens' is not a gender of products"):
+    with pytest.raises(UnknownPartition, match="'Aliens' is not one of the gender values of products"):
         indexing.search_by_image(products, photo, partition="Aliens")
     assert indexing.search_by_image(products, photo, partition="Girls") == []  # a gender with nothing indexed
     settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MAX_IMAGE_BYTES": 1000}
@@ -210,3 +210,11 @@ def test_index_overview_counts_per_model_partition_and_status(catalog):
     assert products["partitions"]["Women"] == {"pending": 0, "ready": 8, "failed": 0}
     assert (products["objects"], products["no_image"], products["not_indexed"], products["stale"]) == (17, 1, 0, 0)
     assert overview["models"]["garments"]["partitions"] == {}
+
+
+def test_the_unknown_partition_message_reads_for_any_field_name(catalog, make_garments, catalog_rows):
+    # "is not a audience of garments" was the message for a field whose name starts with a vowel.
+    make_garments(ids_of(catalog_rows, gender="Women", count=2), audience="adult")
+    with pytest.raises(UnknownPartition) as raised:
+        indexing.search_by_image(registry.get("garments"), photo_bytes("13683"), partition="Aliens")
+    assert str(raised.value) == "'Aliens' is not one of the audience values of garments (known: adult)"

@@ -78,7 +78,7 @@ def _check_partition(indexed_model: IndexedModel, partition: str | None) -> None
     indexed = set(ready.values_list("partition", flat=True).distinct())
     known = ", ".join(sorted((indexed | declared) - {""}))
     raise UnknownPartition(
-        f"{partition!r} is not a {indexed_model.partition_field} of {indexed_model.key}"
+        f"{partition!r} is not one of the {indexed_model.partition_field} values of {indexed_model.key}"
         + (f" (known: {known})" if known else "")
     )
 
