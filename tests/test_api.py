@@ -327,6 +327,33 @@ def test_the_openapi_schema_describes_this_api_only_and_is_valid(client):
     assert "multipart/form-data" in schema["paths"][f"{API}/{{key}}/search/"]["post"]["requestBody"]["content"]
 
 
+def api_schema(client) -> dict:
+    return client.get(f"{API}/schema/", {"format": "json"}).json()
+
+
+def limit_bounds(schema: dict) -> dict[str, tuple[int, int]]:
+    """The (minimum, maximum) the schema gives ``limit``, per endpoint."""
+    similar_parameters = schema["paths"][f"{API}/{{key}}/{{id}}/similar/"]["get"]["parameters"]
+    similar_limit = next(parameter["schema"] for parameter in similar_parameters if parameter["name"] == "limit")
+    body = schema["paths"][f"{API}/{{key}}/search/"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    search_limit = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["properties"]["limit"]
+    return {name: (limit["minimum"], limit["maximum"]) for name, limit in (("similar", similar_limit), ("search", search_limit))}
+
+
+def test_the_schema_gives_limit_the_bounds_the_views_enforce(client, catalog, settings):
+    men = catalog[0]
+    assert limit_bounds(api_schema(client)) == {"similar": (1, 20), "search": (1, 20)}
+    for limit in (0, 1, 20, 21):
+        expected = 200 if 1 <= limit <= 20 else 400
+        assert similar(client, men[0], limit=limit).status_code == expected, limit
+        assert search(client, image=upload_of("13683"), limit=limit).status_code == expected, limit
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "NEIGHBOURS": 12}  # read live, by both
+    assert limit_bounds(api_schema(client)) == {"similar": (1, 12), "search": (1, 12)}
+    assert similar(client, men[0], limit=13).status_code == 400
+    assert search(client, image=upload_of("13683"), limit=13).status_code == 400
+
+
 def test_the_docs_page_points_at_the_schema(client):
     response = client.get(f"{API}/schema/redoc/")
     assert response.status_code == 200

@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from .. import indexing
 from ..conf import app_settings
@@ -100,12 +101,62 @@ class SearchResultsSerializer(serializers.Serializer):
         return _items(data["results"], self.context)
 
 
-class SearchRequestSerializer(serializers.Serializer):
-    """For the schema only: the multipart form of a search (the view reads and checks it itself)."""
+DEFAULT_LIMIT = 5
+UPLOAD_FIELD = "image"
 
-    image = serializers.FileField(help_text="The photo: JPEG, PNG, WebP, GIF, ... (sniffed from its bytes).")
-    partition = serializers.CharField(required=False, help_text="Search one partition only (e.g. a gender).")
-    limit = serializers.IntegerField(required=False, min_value=1, help_text="How many results (default 5).")
+
+class LimitField(serializers.IntegerField):
+    """``limit``: 1 to ``NEIGHBOURS`` (as many as a stored list holds), 5 when left out or empty.
+
+    The bound is read when a serializer makes its fields, so it follows the setting, and the
+    schema shows the bounds the view enforces.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            required=False,
+            default=DEFAULT_LIMIT,
+            min_value=1,
+            max_value=app_settings.NEIGHBOURS,
+            help_text=f"How many results, 1 to NEIGHBOURS (default {DEFAULT_LIMIT}).",
+            **kwargs,
+        )
+
+    def run_validation(self, data=empty):
+        if data == "":  # an empty form field, or ?limit=
+            data = empty
+        try:
+            return super().run_validation(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError(
+                f"The limit must be a whole number from 1 to {self.max_value}, not {data!r}."
+            ) from exc
+
+
+class LimitSerializer(serializers.Serializer):
+    """The query of ``GET <key>/<pk>/similar/``: ``limit``."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Made here, not in the class body: the bound is a setting, never read at import.
+        return {**super().get_fields(), "limit": LimitField()}
+
+
+class SearchRequestSerializer(LimitSerializer):
+    """A search by photo, as a multipart form."""
+
+    # The view validates the request with this serializer: the schema is what it enforces.
+
+    image = serializers.FileField(
+        # The service decides from the bytes whether it is an image, and says why not (also when empty).
+        allow_empty_file=True,
+        error_messages={
+            code: f"Send the photo as the multipart form field {UPLOAD_FIELD!r}." for code in ("required", "null", "invalid")
+        },
+        help_text="The photo: JPEG, PNG, WebP, GIF, ... (sniffed from its bytes).",
+    )
+    partition = serializers.CharField(
+        required=False, allow_blank=True, help_text="Search one partition only (e.g. a gender); empty: all of them."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

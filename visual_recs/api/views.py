@@ -17,7 +17,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -27,24 +27,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import indexing, registry
-from ..conf import app_settings
 from ..exceptions import ImageError, NotRegistered, UnknownPartition
 from ..registry import IndexedModel
 from .serializers import (
     ErrorSerializer,
+    LimitSerializer,
     SearchRequestSerializer,
     SearchResultsSerializer,
     SimilarItemsSerializer,
 )
 from .throttling import SEARCH_SCOPE, SearchRateThrottle
 
-DEFAULT_LIMIT = 5
-UPLOAD_FIELD = "image"
-
 _KEY = OpenApiParameter("key", str, OpenApiParameter.PATH, description="The model's key in VISUAL_RECS['MODELS'].")
-_LIMIT = OpenApiParameter(
-    "limit", int, OpenApiParameter.QUERY, description="How many results, 1 to NEIGHBOURS (default 5)."
-)
 _BAD_INPUT = OpenApiResponse(ErrorSerializer, description="Bad input; `detail` says why.")
 _NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such model key, or no such shown product.")
 
@@ -74,18 +68,12 @@ def _shown_object(indexed_model: IndexedModel, pk: str) -> models.Model:
     return obj
 
 
-def _limit(raw: str | None) -> int:
-    """The ``limit`` parameter: 1 to ``NEIGHBOURS`` (as many as a stored list holds)."""
-    if raw in (None, ""):
-        return DEFAULT_LIMIT
-    maximum = app_settings.NEIGHBOURS
-    try:
-        limit = int(raw)
-    except (TypeError, ValueError):
-        limit = 0
-    if not 1 <= limit <= maximum:
-        raise InvalidInput(f"The limit must be a whole number from 1 to {maximum}, not {raw!r}.")
-    return limit
+def _validated(serializer: serializers.Serializer) -> dict:
+    """The serializer's validated data; else a 400 whose ``detail`` is its first error, for a person."""
+    if not serializer.is_valid():
+        first_field_errors = next(iter(serializer.errors.values()))
+        raise InvalidInput(str(first_field_errors[0]))
+    return serializer.validated_data
 
 
 def _context(request: Request, indexed_model: IndexedModel) -> dict:
@@ -97,7 +85,7 @@ def _context(request: Request, indexed_model: IndexedModel) -> dict:
 
 
 @extend_schema(
-    parameters=[_KEY, _LIMIT],  # the pk's parameter comes from the URL (as "id" by default)
+    parameters=[_KEY, LimitSerializer],  # the pk's parameter comes from the URL (as "id" by default)
     responses={200: SimilarItemsSerializer, 400: _BAD_INPUT, 404: _NOT_FOUND},
 )
 class SimilarItemsView(APIView):
@@ -111,7 +99,7 @@ class SimilarItemsView(APIView):
     def get(self, request: Request, key: str, pk: str) -> Response:
         indexed_model = _registered(key)
         product = _shown_object(indexed_model, pk)
-        limit = _limit(request.query_params.get("limit"))
+        limit = _validated(LimitSerializer(data=request.query_params))["limit"]
         found = indexing.recommendations(product, limit)
         data = {"product": product, "recommendations": found}
         return Response(SimilarItemsSerializer(data, context=_context(request, indexed_model)).data)
@@ -142,15 +130,12 @@ class SearchByImageView(APIView):
 
     def post(self, request: Request, key: str) -> Response:
         indexed_model = _registered(key)
-        limit = _limit(request.data.get("limit"))
-        partition = request.data.get("partition") or None
-        upload = request.FILES.get(UPLOAD_FIELD)
-        if upload is None:
-            raise InvalidInput(f"Send the photo as the multipart form field {UPLOAD_FIELD!r}.")
+        form = _validated(SearchRequestSerializer(data=request.data))
+        partition = form.get("partition") or None
         try:
             # The service reads the upload within MAX_IMAGE_BYTES and decides from its bytes
             # (not the file name or the declared type) whether it is an image.
-            results = indexing.search_by_image(indexed_model, upload, partition=partition, limit=limit)
+            results = indexing.search_by_image(indexed_model, form["image"], partition=partition, limit=form["limit"])
         except UnknownPartition as exc:
             raise InvalidInput(f"Unknown partition: {exc}.") from exc
         except ImageError as exc:
