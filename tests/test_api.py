@@ -354,6 +354,28 @@ def test_the_schema_gives_limit_the_bounds_the_views_enforce(client, catalog, se
     assert search(client, image=upload_of("13683"), limit=13).status_code == 400
 
 
+def test_every_status_the_api_answers_is_in_the_schema(client, catalog):
+    men = catalog[0]
+    answered = {
+        ("{key}/{id}/similar/", "get", similar(client, men[0]).status_code),
+        ("{key}/{id}/similar/", "get", similar(client, men[0], limit="lots").status_code),
+        ("{key}/{id}/similar/", "get", similar(client, men[0], key="widgets").status_code),
+        ("{key}/search/", "post", search(client, image=upload_of("13683")).status_code),
+        ("{key}/search/", "post", search(client).status_code),
+        ("{key}/search/", "post", search(client, key="widgets", image=upload_of("13683")).status_code),
+        ("status/", "get", client.get(f"{API}/status/").status_code),
+    }
+    client.force_login(User.objects.create_user("staff", is_staff=True))
+    answered.add(("status/", "get", client.get(f"{API}/status/").status_code))
+    assert {code for *_, code in answered} == {200, 400, 403, 404}
+
+    paths = api_schema(client)["paths"]
+    undocumented = {
+        (path, method, code) for path, method, code in answered if str(code) not in paths[f"{API}/{path}"][method]["responses"]
+    }
+    assert not undocumented
+
+
 def test_the_docs_page_points_at_the_schema(client):
     response = client.get(f"{API}/schema/redoc/")
     assert response.status_code == 200

@@ -144,7 +144,12 @@ class SearchByImageView(APIView):
         return Response(SearchResultsSerializer(payload, context=_context(request, indexed_model)).data)
 
 
-@extend_schema(responses={200: OpenApiTypes.OBJECT})
+@extend_schema(
+    responses={
+        200: OpenApiTypes.OBJECT,
+        403: OpenApiResponse(ErrorSerializer, description="Not signed in (with a session) as a staff user."),
+    }
+)
 class IndexStatusView(APIView):
     """For staff: how far indexing has got, per model, partition and status."""
 
