@@ -44,7 +44,7 @@ test-pgvector: weights
 SECRET_KEY_FILE := var/secret_key
 $(SECRET_KEY_FILE):
 	mkdir -p var
-	umask 077 && $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+	umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
 
 # Imports and indexes the sample catalog the first time (a few minutes); later runs find it
 # unchanged and start the server in seconds. DEBUG is on for this local run only (the
