@@ -21,6 +21,9 @@ def setup_django(**settings_overrides) -> Path:
     os.environ["MEDIA_ROOT"] = str(CATALOG_DIR)  # photos are read in place, never copied
     os.environ.pop("CELERY_BROKER_URL", None)
     os.environ["DJANGO_SETTINGS_MODULE"] = "demo_shop.settings"
+    # DEBUG on, as when the published figures were measured (it was the settings' default then);
+    # it also lets the settings load without a DJANGO_SECRET_KEY, with a throwaway one.
+    os.environ.setdefault("DJANGO_DEBUG", "1")
     sys.path.insert(0, str(REPO))
     import django
     from django.conf import settings
