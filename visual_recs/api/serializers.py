@@ -133,6 +133,7 @@ class LimitField(serializers.IntegerField):
             ) from exc
 
 
+# The views validate their input with this serializer and the next, so the schema shows what they enforce.
 class LimitSerializer(serializers.Serializer):
     """The query of ``GET <key>/<pk>/similar/``: ``limit``."""
 
@@ -143,8 +144,6 @@ class LimitSerializer(serializers.Serializer):
 
 class SearchRequestSerializer(LimitSerializer):
     """A search by photo, as a multipart form."""
-
-    # The view validates the request with this serializer: the schema is what it enforces.
 
     image = serializers.FileField(
         # The service decides from the bytes whether it is an image, and says why not (also when empty).
