@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -230,6 +231,8 @@ def setup_django(database_url: str, index: dict) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["VISUAL_RECS_BENCH_INDEX"] = json.dumps(index)
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.scale_settings"
+    # Measured as deployed (DEBUG off), which the demo settings allow only with a key: one for this run.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["MEDIA_ROOT"] = str(CATALOG_DIR)
     os.environ.pop("CELERY_BROKER_URL", None)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
