@@ -133,3 +133,38 @@ def test_the_database_going_away_mid_repair_leaves_the_objects_marked_for_the_sw
     assert row.status == "ready" and row.list_radius is None  # stored, and marked: no list yet
     assert indexing.repair_unfinished(registry.get("products")) == 1
     assert_lists_are_true(catalog, "after the sweep")
+
+
+def test_a_storage_failing_mid_read_is_retried_not_failed_for_good(settings, catalog_rows, monkeypatch, django_capture_on_commit_callbacks):
+    """A network storage's hiccup must not mark a good photo failed: the task retries, the sweep follows."""
+    from django.core.files.storage import FileSystemStorage
+
+    from visual_recs import tasks
+    from visual_recs.exceptions import StorageUnavailable
+
+    use_fake_extractor(settings)
+    pid = next(pid for pid, row in catalog_rows.items() if row["Gender"] == "Men")
+    product = Product(pk=int(pid), title=pid, gender="Men")
+    product.image.save(f"{pid}.jpg", ContentFile(photo_bytes(pid)), save=False)
+    with queue.paused():
+        product.save()
+    real_open = FileSystemStorage.open
+
+    class Hiccup(io.BytesIO):
+        def read(self, *args):
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(FileSystemStorage, "open", lambda self, name, mode="rb": Hiccup())
+    with pytest.raises(StorageUnavailable, match="could not be read") as raised:
+        indexing.index(product)
+    assert isinstance(raised.value, tasks.TRANSIENT_ERRORS)  # so the task retries it
+    assert not FeatureVector.objects.filter(object_id=pid, status="failed").exists()
+    monkeypatch.setattr(FileSystemStorage, "open", real_open)
+    assert indexing.index(product) == "indexed"
+
+
+def test_indexing_tasks_go_back_to_the_broker_when_their_worker_dies():
+    from visual_recs import tasks
+
+    for task in (tasks.index_object, tasks.index_batch, tasks.unindex_object):
+        assert task.acks_late and task.reject_on_worker_lost, task.name

@@ -31,6 +31,14 @@ class UnreadableImage(ImageError):
     """Not an image Pillow can decode: another file type, truncated or corrupt data."""
 
 
+class StorageUnavailable(VisualRecsError, OSError):
+    """A stored photo exists but could not be read just now (a network storage's hiccup).
+
+    Not an ``ImageError``: the photo is not at fault, so its vector is not marked failed. It is
+    an ``OSError``, which the tasks retry; the sweep picks up what their retries did not.
+    """
+
+
 class WeightsError(VisualRecsError):
     """The ResNet50 weights cannot be found, fetched, verified or converted."""
 

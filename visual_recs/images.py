@@ -18,7 +18,7 @@ from django.core.files.base import File
 from django.db.models.fields.files import FieldFile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .exceptions import ImageTooLarge, ImageTooManyPixels, MissingImage, UnreadableImage
+from .exceptions import ImageTooLarge, ImageTooManyPixels, MissingImage, StorageUnavailable, UnreadableImage
 
 DEFAULT_MAX_BYTES: int = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS: int = 40_000_000
@@ -145,8 +145,15 @@ def _read_django_file(source: File, max_bytes: int) -> bytes:
             fh = source.storage.open(source.name, "rb")
         except FileNotFoundError as exc:
             raise MissingImage(f"the photo file '{source.name}' does not exist") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"the photo file '{source.name}' could not be opened: {exc}") from exc
         with fh:
-            return _read_stream(fh, max_bytes)
+            try:
+                return _read_bounded(fh, max_bytes)
+            except OSError as exc:
+                # The storage failed mid-read: a passing fault, not a bad photo (uploads, read
+                # by _read_stream, are the client's problem instead).
+                raise StorageUnavailable(f"the photo file '{source.name}' could not be read: {exc}") from exc
     opened_here = source.closed
     if opened_here:
         try:

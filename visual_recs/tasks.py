@@ -1,7 +1,10 @@
 """Celery tasks: short, idempotent shells over ``indexing``, taking plain values only.
 
 They run on the ``VISUAL_RECS["QUEUE"]`` queue (``celery worker -Q visual_recs``). A worker
-process loads the network once and keeps it.
+process loads the network once and keeps it. The indexing tasks are acknowledged when they end
+(``acks_late``) and given back to the broker when their worker process dies mid-task
+(``reject_on_worker_lost``): a killed worker's batch runs again rather than being lost, which
+is safe because indexing is idempotent.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def _retry(task, exc: Exception):
     return task.retry(exc=exc, countdown=2 ** task.request.retries * 5, max_retries=app_settings.MAX_ATTEMPTS)
 
 
-@shared_task(bind=True, ignore_result=True, acks_late=True)
+@shared_task(bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def index_object(self, app_label: str, model_name: str, pk, force: bool = False) -> str:
     """Index one object (skipped when its photo and the extractor are unchanged)."""
     indexed_model = registry.for_content_type(app_label, model_name)
@@ -42,7 +45,7 @@ def index_object(self, app_label: str, model_name: str, pk, force: bool = False)
         raise _retry(self, exc) from exc
 
 
-@shared_task(bind=True, ignore_result=True, acks_late=True)
+@shared_task(bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def index_batch(self, app_label: str, model_name: str, pks: list, force: bool = False) -> str:
     """Index a batch of objects in one pass of the network (the reindex command queues these)."""
     indexed_model = registry.for_content_type(app_label, model_name)
@@ -52,7 +55,7 @@ def index_batch(self, app_label: str, model_name: str, pks: list, force: bool = 
         raise _retry(self, exc) from exc
 
 
-@shared_task(bind=True, ignore_result=True, acks_late=True)
+@shared_task(bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def unindex_object(self, app_label: str, model_name: str, pk) -> None:
     """Remove a deleted object's vector and its place in every neighbour list."""
     try:
