@@ -146,6 +146,16 @@ def test_worker_consumes_the_queue_the_app_sends_to(container_settings):
     assert (REPO / "demo_shop" / "celery.py").is_file()
 
 
+def test_beat_sends_the_sweep_to_the_workers_queue(container_settings):
+    cmd = command("beat")
+    assert cmd[:4] == ["celery", "-A", "demo_shop", "beat"]
+    [sweep] = [entry for entry in container_settings["CELERY_BEAT_SCHEDULE"].values() if entry["task"] == "visual_recs.tasks.sweep"]
+    assert sweep["options"]["queue"] == container_settings["VISUAL_RECS"]["QUEUE"] == command("worker")[5]
+    assert 0 < sweep["schedule"] <= 600
+    assert SERVICES["beat"]["healthcheck"]["test"]
+    assert {"redis", "web"} <= set(SERVICES["beat"]["depends_on"])
+
+
 def test_every_variable_compose_sets_is_read_by_the_project(app_service):
     unread = set(environment(app_service)) - env_names_read_by_the_project()
     assert not unread, f"{app_service} sets variables nothing reads: {sorted(unread)}"
