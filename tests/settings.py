@@ -57,7 +57,8 @@ DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 't
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # VISUAL_RECS_TEST_DB lets two test runs share a checkout without sharing a database.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISUAL_RECS_TEST_DB", str(VAR_DIR / "test-db.sqlite3"))}
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30}
+    # As a shop on SQLite should: writers wait for each other rather than fail (README, "Settings").
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
 if _worker_db:
     DATABASES["default"]["NAME"] = _worker_db
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

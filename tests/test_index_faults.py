@@ -168,3 +168,40 @@ def test_indexing_tasks_go_back_to_the_broker_when_their_worker_dies():
 
     for task in (tasks.index_object, tasks.index_batch, tasks.unindex_object):
         assert task.acks_late and task.reject_on_worker_lost, task.name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_on_sqlite_wait_for_each_other_instead_of_failing():
+    """Two workers repairing lists at once on SQLite: with deferred transactions both read, then
+    one fails to write with "database is locked"; with IMMEDIATE the second waits its turn."""
+    import threading
+
+    from django.db import transaction
+
+    from visual_recs.models import ExactIndexChange
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's locking; the PostgreSQL passes use advisory locks instead")
+    has_read = {"a": threading.Event(), "b": threading.Event()}
+    errors = []
+
+    def writer(name: str, other: str) -> None:
+        try:
+            with transaction.atomic():
+                ExactIndexChange.objects.count()  # a read first, as a repair does
+                has_read[name].set()
+                # Both inside their transaction at once, unless the other is kept waiting at BEGIN.
+                has_read[other].wait(timeout=2)
+                ExactIndexChange.objects.create(collection=name, partition="", object_id=name)
+        except DatabaseError as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=pair) for pair in (("a", "b"), ("b", "a"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert ExactIndexChange.objects.filter(collection__in=["a", "b"]).count() == 2
