@@ -474,3 +474,32 @@ def test_image_format_does_not_raise_for_a_bomb():
         warnings.simplefilter("ignore")
         assert image_format(png_header_only(10_000, 10_000)) == "PNG"  # only warned about: still named
         assert image_format(png_header_only(100_000, 100_000)) is None  # Pillow refuses to open it at all
+
+
+def test_a_huge_16_bit_png_is_shrunk_before_its_values_are_stretched(tmp_path):
+    """A 90 KB upload of 6000 x 6600 16-bit pixels once took 1.2 GB to decode (float64 at full size)."""
+    import subprocess
+    import sys
+
+    ramp = np.tile((np.arange(6600, dtype=np.uint32) * 9).astype(np.uint16), (6000, 1))
+    photo = tmp_path / "huge16.png"
+    Image.fromarray(ramp).save(photo, "PNG")
+    del ramp
+    assert photo.stat().st_size < 200_000
+    child = (
+        "import resource, sys\n"
+        "from visual_recs.images import decode_image\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "out = decode_image(data, max_pixels=50_000_000)\n"
+        "grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(*out.shape, int(out.min()), int(out.max()), grew // 1024)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child, str(photo)], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    height, width, channels, low, high, grew_mib = map(int, result.stdout.split())
+    assert (height, width, channels) == (224, 224, 3)
+    assert low <= 2 and high >= 253  # the ramp still spans black to white
+    assert grew_mib < 400, f"decoding grew the process by {grew_mib} MiB"
