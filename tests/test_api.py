@@ -6,6 +6,7 @@ The fast colour extractor stands in for ResNet50 here; test_search_by_photo.py r
 from __future__ import annotations
 
 import base64
+import io
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.validation import validate_schema
+from PIL import Image
 from rest_framework import serializers
 
 from tests.conftest import ids_of, photo_bytes
@@ -187,6 +189,12 @@ def _truncated_jpeg() -> bytes:
     return data[: len(data) // 2]
 
 
+def _as_bmp() -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(photo_bytes("13683"))).save(buffer, "BMP")
+    return buffer.getvalue()
+
+
 BAD_UPLOADS = {
     "missing file": ({"limit": "3"}, {}, "Send the photo as the multipart form field 'image'."),
     "empty file": ({"image": ("empty.jpg", b"")}, {}, "This photo cannot be used: the file is empty."),
@@ -200,6 +208,16 @@ BAD_UPLOADS = {
         {"image": ("13683.jpg", None)},
         {"MAX_IMAGE_PIXELS": 10_000},
         "the image is 360 x 480 pixels, more than the limit of 10,000 pixels",
+    ),
+    "more pixels than an upload may have": (
+        {"image": ("13683.jpg", None)},
+        {"MAX_UPLOAD_PIXELS": 100_000},
+        "the image is 360 x 480 pixels, more than the limit of 100,000 pixels",
+    ),
+    "a format uploads do not accept": (
+        {"image": ("13683.bmp", _as_bmp())},
+        {},
+        "This photo cannot be used: it is a BMP image; send one of GIF, JPEG, PNG, WEBP.",
     ),
     "truncated": ({"image": ("13683.jpg", _truncated_jpeg())}, {}, "the image data is truncated or corrupt"),
     "bad limit": ({"image": ("13683.jpg", None), "limit": "lots"}, {}, "The limit must be a whole number from 1 to 20"),

@@ -88,6 +88,16 @@ class AppSettings:
         return int(self._get("MAX_IMAGE_PIXELS", 40_000_000))
 
     @property
+    def UPLOAD_FORMATS(self) -> tuple[str, ...]:
+        """Formats search by photo accepts, by Pillow's names (decided from the bytes, not the name)."""
+        return tuple(self._get("UPLOAD_FORMATS", ("JPEG", "PNG", "WEBP", "GIF")))
+
+    @property
+    def MAX_UPLOAD_PIXELS(self) -> int:
+        """Largest photo search by photo accepts, in pixels: lower than catalog photos', as anyone may send one."""
+        return int(self._get("MAX_UPLOAD_PIXELS", 16_000_000))
+
+    @property
     def MAX_ATTEMPTS(self) -> int:
         """Attempts of a task that failed for a passing reason (database, storage) before giving up."""
         return int(self._get("MAX_ATTEMPTS", 3))

@@ -39,6 +39,10 @@ class StorageUnavailable(VisualRecsError, OSError):
     """
 
 
+class UnsupportedFormat(UnreadableImage):
+    """An image in a format that is refused here (uploads accept a few common ones only)."""
+
+
 class WeightsError(VisualRecsError):
     """The ResNet50 weights cannot be found, fetched, verified or converted."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+from collections.abc import Collection
 from typing import IO, Any, Union
 
 import numpy as np
@@ -18,7 +19,14 @@ from django.core.files.base import File
 from django.db.models.fields.files import FieldFile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .exceptions import ImageTooLarge, ImageTooManyPixels, MissingImage, StorageUnavailable, UnreadableImage
+from .exceptions import (
+    ImageTooLarge,
+    ImageTooManyPixels,
+    MissingImage,
+    StorageUnavailable,
+    UnreadableImage,
+    UnsupportedFormat,
+)
 
 DEFAULT_MAX_BYTES: int = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS: int = 40_000_000
@@ -72,8 +80,12 @@ def decode_image(
     size: tuple[int, int] = (224, 224),
     fit: str = "squash",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    formats: Collection[str] | None = None,
 ) -> np.ndarray:
     """Decode image bytes into a ``uint8`` array of shape ``(size[1], size[0], 3)``.
+
+    ``formats`` (Pillow's names, e.g. ``("JPEG", "PNG")``) narrows the accepted formats, as
+    uploads from strangers are; None accepts every format this module reads.
 
     ``size`` is ``(width, height)`` as in Pillow. Only the first frame of an animation is used,
     the EXIF orientation is applied and transparency is composited onto white. ``fit="squash"``
@@ -87,7 +99,7 @@ def decode_image(
         raise ValueError(f"size must be two positive ints (width, height), not {size!r}")
     # No warnings.catch_warnings() here: it is process-wide and photos are decoded in threads.
     # The max_pixels check refuses bombs before Pillow's own warning threshold matters.
-    with _open_checked(data, max_pixels) as img:
+    with _open_checked(data, max_pixels, formats) as img:
         img = _decoded_first_frame(img, draft_side=max(size))
     return np.array(_fit(_to_rgb(_reduced_wide_grey(img, size)), size, fit), dtype=np.uint8)
 
@@ -178,8 +190,8 @@ def _allowed_formats() -> list[str]:
     return [fmt for fmt in Image.OPEN if fmt not in _REFUSED_FORMATS]
 
 
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """Open (header only) and refuse images with too many pixels before anything is decoded."""
+def _open_checked(data: bytes, max_pixels: int, formats: Collection[str] | None = None) -> Image.Image:
+    """Open (header only) and refuse other formats, or too many pixels, before anything is decoded."""
     try:
         img = Image.open(io.BytesIO(data), formats=_allowed_formats())
     except UnidentifiedImageError as exc:
@@ -188,6 +200,10 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageTooManyPixels(_BOMB_MESSAGE) from exc
     except _DECODE_ERRORS as exc:
         raise UnreadableImage("the image header is corrupt") from exc
+    if formats is not None and img.format not in formats:
+        img.close()
+        accepted = ", ".join(sorted(formats))
+        raise UnsupportedFormat(f"it is a {img.format} image; send one of {accepted}")
     width, height = img.size
     if width * height > max_pixels:
         img.close()

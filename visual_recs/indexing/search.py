@@ -27,7 +27,8 @@ def search_by_image(
 
     ``photo``: its bytes, or anything ``images.read_image_bytes`` reads (an upload, a path).
 
-    The photo passes the same size limits and safe loader as catalog photos, then the
+    The photo passes the safe loader of catalog photos, with the stricter limits of uploads
+    (``UPLOAD_FORMATS``, ``MAX_UPLOAD_PIXELS``; ``MAX_IMAGE_BYTES``), then the
     extractor (which loads its network in this process on first use). ``partition`` (e.g. a
     gender) limits the search to one partition; None searches them all (one index query).
     Raises ``ImageError`` for a photo that cannot be used and ``UnknownPartition``, both with
@@ -38,7 +39,13 @@ def search_by_image(
     data = read_image_bytes(source, max_bytes=app_settings.MAX_IMAGE_BYTES)
     _check_partition(indexed_model, partition)
     extractor = get_extractor()
-    pixels = decode_image(data, size=extractor.input_size, fit=extractor.fit, max_pixels=app_settings.MAX_IMAGE_PIXELS)
+    pixels = decode_image(
+        data,
+        size=extractor.input_size,
+        fit=extractor.fit,
+        max_pixels=min(app_settings.MAX_UPLOAD_PIXELS, app_settings.MAX_IMAGE_PIXELS),
+        formats=app_settings.UPLOAD_FORMATS,
+    )
     if limit < 1:
         return []
     return _search(indexed_model, extractor.extract(pixels[np.newaxis])[0], partition, limit)
