@@ -11,6 +11,8 @@
   redirect, secure cookies, HSTS (default off, so the compose stack works on plain http)
 - DJANGO_HSTS_SECONDS, DJANGO_HSTS_INCLUDE_SUBDOMAINS, DJANGO_HSTS_PRELOAD  with DJANGO_HTTPS=1
   (default 3600 seconds, the other two off: see docs/deploy.md before raising them)
+- DJANGO_CACHE_URL   redis://...: the cache shared by the web processes (search throttle counts);
+  unset: a memory cache per process
 - VISUAL_RECS_CACHE_DIR  where the ResNet50 weights are built (default ~/.cache/visual_recs)
 - VISUAL_RECS_INDEX  "pgvector": nearest neighbours in PostgreSQL with pgvector (the compose
   stack); unset: the embedded exact index
@@ -105,6 +107,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # with the default (deferred) a transaction that read first fails with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Unset: each process has its own memory cache, fine for `make demo`. Several web processes
+# (gunicorn) need one shared cache, or the search throttle counts per process.
+if os.environ.get("DJANGO_CACHE_URL"):
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["DJANGO_CACHE_URL"]}
+    }
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

@@ -46,8 +46,8 @@ def upload_of(product_id: str, name: str | None = None, content_type: str = "ima
     return SimpleUploadedFile(name or f"{product_id}.jpg", photo_bytes(product_id), content_type=content_type)
 
 
-def search(client, key: str = "products", **data):
-    return client.post(f"{API}/{key}/search/", data)  # multipart, as a browser's form sends it
+def search(client, key: str = "products", headers: dict | None = None, **data):
+    return client.post(f"{API}/{key}/search/", data, headers=headers)  # multipart, as a browser's form sends it
 
 
 # --- similar items ------------------------------------------------------------------------
@@ -260,6 +260,38 @@ def test_searches_are_throttled_with_the_default_rate(client, catalog):
 def test_the_rate_comes_from_the_rest_framework_setting(client, catalog, settings):
     settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "2/minute"}}
     assert [search(client, image=upload_of("13683")).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_forged_forwarded_for_header_does_not_escape_the_limit(client, catalog, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "3/minute"}}
+    codes = [search(client, headers={"X-Forwarded-For": f"10.0.0.{n}"}).status_code for n in range(6)]
+    assert codes == [400] * 3 + [429] * 3  # the same client whatever it claims (refusals count too)
+
+
+def test_behind_trusted_proxies_the_client_is_the_address_they_saw(client, catalog, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "1/minute"}, "NUM_PROXIES": 1}
+    # The client may prepend anything; the proxy appends the address it saw, and that one counts.
+    first = search(client, headers={"X-Forwarded-For": "1.1.1.1, 203.0.113.7"}).status_code
+    same_client = search(client, headers={"X-Forwarded-For": "9.9.9.9, 203.0.113.7"}).status_code
+    other_client = search(client, headers={"X-Forwarded-For": "1.1.1.1, 203.0.113.8"}).status_code
+    assert (first, same_client, other_client) == (400, 429, 400)
+
+
+def test_with_a_redis_cache_the_counts_are_shared_by_every_process(client, catalog, settings):
+    """The compose stack's cache: counts in Redis, where every gunicorn process finds them."""
+    import redis
+    from django.core.cache import caches
+
+    url = "redis://127.0.0.1:6379/13"
+    redis.Redis.from_url(url).flushdb()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "2/minute"}}
+    try:
+        assert [search(client).status_code for _ in range(3)] == [400, 400, 429]
+        assert any(b"throttle_visual_recs_search" in key for key in redis.Redis.from_url(url).keys())
+    finally:
+        caches["default"].clear()
+        redis.Redis.from_url(url).flushdb()
 
 
 def test_a_shops_scoped_throttle_does_not_break_search(client, catalog, settings):

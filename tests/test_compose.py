@@ -172,6 +172,10 @@ def test_the_settings_under_the_compose_environment(container_settings):
     broker = urlsplit(container_settings["CELERY_BROKER_URL"])
     assert (broker.scheme, broker.hostname) == ("redis", "redis")
     assert container_settings["CELERY_TASK_ALWAYS_EAGER"] is False  # the worker does the work
+    # Every gunicorn process counts searches in the same place, or the throttle holds per process.
+    cache = container_settings["CACHES"]["default"]
+    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert urlsplit(cache["LOCATION"]).hostname == "redis"
     assert {"127.0.0.1", "localhost"} <= set(container_settings["ALLOWED_HOSTS"])  # the health check's and the browser's
     assert container_settings["DEBUG"] is False
     assert container_settings["SECRET_KEY"] == HOST_ENV["DJANGO_SECRET_KEY"]

@@ -18,7 +18,7 @@ from tests.conftest import CATALOG_DIR, ids_of, photo_bytes
 from visual_recs import catalog, indexing
 from visual_recs.models import Product
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_extractor")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_extractor", "api_cache")]  # api_cache: throttle counts
 
 SHOE = "13683"
 CARD_ID = re.compile(r'<li class="card" data-product-id="(\d+)" data-gender="(\w+)"')
@@ -141,3 +141,15 @@ def test_without_debug_the_demo_serves_its_photos_and_css(client, shop, settings
     assert client.get("/media/../demo_shop/settings.py").status_code == 400
     assert client.get("/media/%2e%2e/%2e%2e/etc/passwd").status_code == 400
     assert client.get("/media/products/nothing.jpg").status_code == 404
+
+
+def test_the_search_page_is_throttled_like_the_api_whatever_the_forwarded_header(client, shop, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "2/minute"}}
+    codes = []
+    for n in range(3):
+        upload = SimpleUploadedFile(f"{SHOE}.jpg", photo_bytes(SHOE), content_type="image/jpeg")
+        response = client.post("/search/", {"photo": upload}, headers={"X-Forwarded-For": f"10.0.0.{n}"})
+        codes.append(response.status_code)
+    assert codes == [200, 200, 429]
+    assert int(response["Retry-After"]) > 0
+    assert "Too many searches from your address" in response.content.decode()

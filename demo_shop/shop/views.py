@@ -6,6 +6,7 @@ tag and search by photo from ``indexing.search_by_image``, the service the REST 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from django import forms
@@ -17,6 +18,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views import static
 
 from visual_recs import indexing, registry
+from visual_recs.api.throttling import SEARCH_SCOPE, SearchRateThrottle
 from visual_recs.exceptions import ImageError
 from visual_recs.models import Product
 
@@ -74,7 +76,7 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
 class PhotoSearchForm(forms.Form):
     photo = forms.FileField(
         label="Photo",
-        help_text="A product photo (JPEG, PNG, WebP, ...).",
+        help_text="A product photo (JPEG, PNG, WebP or GIF).",
         widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
     )
     gender = forms.ChoiceField(
@@ -82,10 +84,30 @@ class PhotoSearchForm(forms.Form):
     )
 
 
+class _SearchPage:
+    """What the API's search throttle reads from a view: its scope, shared with the API's search."""
+
+    visual_recs_throttle_scope = SEARCH_SCOPE
+
+
+def _seconds_to_wait(request: HttpRequest) -> int | None:
+    """None when this client may search now; else how long until it may (the API's rate and counts)."""
+    throttle = SearchRateThrottle()
+    if throttle.allow_request(request, _SearchPage):
+        return None
+    return max(1, math.ceil(throttle.wait() or 1))
+
+
 def search(request: HttpRequest) -> HttpResponse:
-    """Upload a photo, see the products that look most like it."""
+    """Upload a photo, see the products that look most like it (as often as the API's search allows)."""
     form = PhotoSearchForm(request.POST or None, request.FILES or None)
     results = None
+    if request.method == "POST" and (wait := _seconds_to_wait(request)) is not None:
+        form.is_valid()  # a bound form takes errors once cleaned
+        form.add_error(None, f"Too many searches from your address: try again in {wait} seconds.")
+        response = render(request, "shop/search.html", {"form": form, "results": None}, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     if request.method == "POST" and form.is_valid():
         try:
             results = indexing.search_by_image(

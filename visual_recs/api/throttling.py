@@ -23,3 +23,19 @@ class SearchRateThrottle(ScopedRateThrottle):
 
     def get_rate(self) -> str | None:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope, DEFAULT_SEARCH_RATE)
+
+    def get_ident(self, request) -> str:
+        """The client's address: ``REMOTE_ADDR``, or the one ``NUM_PROXIES`` trusted proxies saw.
+
+        DRF's default (``NUM_PROXIES`` None) takes the whole ``X-Forwarded-For`` header as the
+        client, which a client sets freely: one header per request and no limit ever applies.
+        Here None trusts no proxy. Behind proxies, set DRF's ``NUM_PROXIES`` to their number:
+        the address the outermost of them appended is the client's.
+        """
+        remote_addr = request.META.get("REMOTE_ADDR", "")
+        trusted = api_settings.NUM_PROXIES or 0
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if not trusted or not forwarded:
+            return remote_addr
+        addresses = [address.strip() for address in forwarded.split(",")]
+        return addresses[-min(trusted, len(addresses))]
