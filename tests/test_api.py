@@ -294,6 +294,32 @@ def test_with_a_redis_cache_the_counts_are_shared_by_every_process(client, catal
         redis.Redis.from_url(url).flushdb()
 
 
+def test_a_body_declared_larger_than_a_photo_is_refused_before_it_is_read(client, catalog, settings, monkeypatch):
+    from rest_framework.request import Request
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MAX_IMAGE_BYTES": 100_000}
+    read = []
+    real_parse = Request._parse
+    monkeypatch.setattr(Request, "_parse", lambda self: read.append(1) or real_parse(self))
+    big = SimpleUploadedFile("big.jpg", b"\xff\xd8" + b"0" * 300_000)
+    response = search(client, image=big)
+    assert response.status_code == 413
+    assert response.json()["detail"] == "This photo cannot be used: the upload is larger than the 0.0954 MB limit."
+    assert read == []  # the body was never parsed
+    assert search(client, image=upload_of("13683")).status_code == 200  # a photo within the limit still is
+
+
+def test_searches_past_the_process_cap_are_refused_at_once_with_retry_after(client, catalog, settings):
+    from visual_recs.indexing import search as search_module
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MAX_CONCURRENT_SEARCHES": 1}
+    with search_module._search_slot():  # another request is searching in this process
+        response = search(client, image=upload_of("13683"))
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+    assert "already running 1 searches by photo" in response.json()["detail"]
+    assert search(client, image=upload_of("13683")).status_code == 200  # the slot is free again
+
+
 def test_a_shops_scoped_throttle_does_not_break_search(client, catalog, settings):
     settings.REST_FRAMEWORK = {
         "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],

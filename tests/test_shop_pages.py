@@ -153,3 +153,15 @@ def test_the_search_page_is_throttled_like_the_api_whatever_the_forwarded_header
     assert codes == [200, 200, 429]
     assert int(response["Retry-After"]) > 0
     assert "Too many searches from your address" in response.content.decode()
+
+
+def test_the_search_page_refuses_at_once_when_the_process_is_busy_or_the_body_too_big(client, shop, settings):
+    from visual_recs.indexing import search as search_module
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MAX_CONCURRENT_SEARCHES": 1, "MAX_IMAGE_BYTES": 10_000}
+    with search_module._search_slot():
+        busy = client.post("/search/", {"photo": SimpleUploadedFile("a.jpg", photo_bytes(SHOE)[:9_000])})
+    assert busy.status_code == 503 and busy["Retry-After"] == "1"
+    assert "busy with other searches" in busy.content.decode()
+    big = client.post("/search/", {"photo": SimpleUploadedFile("b.jpg", b"0" * 200_000)})
+    assert big.status_code == 413 and "larger than the" in big.content.decode()

@@ -98,6 +98,15 @@ class AppSettings:
         return int(self._get("MAX_UPLOAD_PIXELS", 16_000_000))
 
     @property
+    def MAX_CONCURRENT_SEARCHES(self) -> int:
+        """Searches by photo one web process runs at once; more are refused at once (503), not queued.
+
+        Each holds a decoded photo and a pass of the network: a bound on the memory and CPU a
+        burst of uploads can take from a process that also serves pages.
+        """
+        return int(self._get("MAX_CONCURRENT_SEARCHES", 2))
+
+    @property
     def MAX_ATTEMPTS(self) -> int:
         """Attempts of a task that failed for a passing reason (database, storage) before giving up."""
         return int(self._get("MAX_ATTEMPTS", 3))

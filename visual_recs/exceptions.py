@@ -51,6 +51,10 @@ class NotRegistered(VisualRecsError):
     """A model, or a key of ``VISUAL_RECS["MODELS"]``, that the app does not index."""
 
 
+class SearchBusy(VisualRecsError):
+    """Every search slot of this process is taken (``MAX_CONCURRENT_SEARCHES``): try again shortly."""
+
+
 class UnknownPartition(VisualRecsError):
     """A partition value (e.g. a gender) that the indexed model does not have."""
 

@@ -19,7 +19,7 @@ from django.views import static
 
 from visual_recs import indexing, registry
 from visual_recs.api.throttling import SEARCH_SCOPE, SearchRateThrottle
-from visual_recs.exceptions import ImageError
+from visual_recs.exceptions import ImageError, SearchBusy
 from visual_recs.models import Product
 
 PAGE_SIZE = 24
@@ -100,14 +100,16 @@ def _seconds_to_wait(request: HttpRequest) -> int | None:
 
 def search(request: HttpRequest) -> HttpResponse:
     """Upload a photo, see the products that look most like it (as often as the API's search allows)."""
-    form = PhotoSearchForm(request.POST or None, request.FILES or None)
     results = None
-    if request.method == "POST" and (wait := _seconds_to_wait(request)) is not None:
-        form.is_valid()  # a bound form takes errors once cleaned
-        form.add_error(None, f"Too many searches from your address: try again in {wait} seconds.")
-        response = render(request, "shop/search.html", {"form": form, "results": None}, status=429)
-        response["Retry-After"] = str(wait)
-        return response
+    if request.method == "POST":
+        if (wait := _seconds_to_wait(request)) is not None:
+            return _refused(request, 429, wait, f"Too many searches from your address: try again in {wait} seconds.")
+        try:
+            # From the declared length, before the form reads (and spools) the upload.
+            indexing.refuse_oversized_upload(request.META.get("CONTENT_LENGTH"))
+        except ImageError as exc:
+            return _refused(request, 413, None, f"This photo cannot be used: {exc}.")
+    form = PhotoSearchForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
             results = indexing.search_by_image(
@@ -118,7 +120,18 @@ def search(request: HttpRequest) -> HttpResponse:
             )
         except ImageError as exc:
             form.add_error("photo", f"This photo cannot be used: {exc}.")
+        except SearchBusy:
+            return _refused(request, 503, 1, "The shop is busy with other searches: try again in a moment.")
     return render(request, "shop/search.html", {"form": form, "results": results})
+
+
+def _refused(request: HttpRequest, status: int, retry_after: int | None, reason: str) -> HttpResponse:
+    """The search page again, empty, with ``reason`` above the form (the upload is not read)."""
+    form = PhotoSearchForm()
+    response = render(request, "shop/search.html", {"form": form, "results": None, "refused": reason}, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def media_file(request: HttpRequest, path: str) -> HttpResponse:

@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import indexing, registry
-from ..exceptions import ImageError, NotRegistered, UnknownPartition
+from ..exceptions import ImageError, NotRegistered, SearchBusy, UnknownPartition
 from ..registry import IndexedModel
 from .serializers import (
     ErrorSerializer,
@@ -47,6 +47,17 @@ class InvalidInput(APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "Invalid input."
     default_code = "invalid"
+
+
+class UploadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+class Busy(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "busy"
+    wait = 1  # DRF's exception handler sends it as Retry-After (seconds)
 
 
 def _registered(key: str) -> IndexedModel:
@@ -112,7 +123,9 @@ class SimilarItemsView(APIView):
         200: SearchResultsSerializer,
         400: _BAD_INPUT,
         404: OpenApiResponse(ErrorSerializer, description="No model is registered under this key."),
+        413: OpenApiResponse(ErrorSerializer, description="The request declares a body larger than a photo may be."),
         429: OpenApiResponse(ErrorSerializer, description="Too many searches; retry after Retry-After."),
+        503: OpenApiResponse(ErrorSerializer, description="This process runs its most searches at once; retry after Retry-After."),
     },
 )
 class SearchByImageView(APIView):
@@ -130,6 +143,11 @@ class SearchByImageView(APIView):
 
     def post(self, request: Request, key: str) -> Response:
         indexed_model = _registered(key)
+        try:
+            # From the declared length, before Django reads (and spools) the body.
+            indexing.refuse_oversized_upload(request.META.get("CONTENT_LENGTH"))
+        except ImageError as exc:
+            raise UploadTooLarge(f"This photo cannot be used: {exc}.") from exc
         form = _validated(SearchRequestSerializer(data=request.data))
         partition = form.get("partition") or None
         try:
@@ -140,6 +158,8 @@ class SearchByImageView(APIView):
             raise InvalidInput(f"Unknown partition: {exc}.") from exc
         except ImageError as exc:
             raise InvalidInput(f"This photo cannot be used: {exc}.") from exc
+        except SearchBusy as exc:
+            raise Busy(f"Busy: {exc}.") from exc
         payload = {"partition": partition, "results": results}
         return Response(SearchResultsSerializer(payload, context=_context(request, indexed_model)).data)
 

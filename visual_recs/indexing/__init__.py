@@ -25,7 +25,7 @@ from .neighbours import (
 )
 from .pipeline import Summary, index, index_many, index_vectors, photo_sha256, rebuild_index, unindex
 from .reading import NO_IMAGE, STATUSES, IndexState, Recommendations, Similar, index_states, recommendations, similar_to
-from .search import search_by_image, search_by_vector
+from .search import refuse_oversized_upload, search_by_image, search_by_vector
 from .status import index_overview, objects_needing_work
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "rebuild_index",
     "rebuild_partition",
     "recommendations",
+    "refuse_oversized_upload",
     "repair_lists",
     "repair_unfinished",
     "search_by_image",

@@ -7,16 +7,22 @@ One nearest-neighbour query per searched partition; no partition is loaded into 
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from ..backends import get_extractor, get_index
 from ..conf import app_settings
-from ..exceptions import UnknownPartition
+from ..exceptions import ImageTooLarge, SearchBusy, UnknownPartition
 from ..images import ImageSource, decode_image, read_image_bytes
 from ..models import FeatureVector, IndexStatus
 from ..registry import IndexedModel
 from .reading import Similar, _Hit, _shown
+
+#: What a multipart form may add around the photo (boundaries, headers, the other fields).
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 
@@ -34,21 +40,55 @@ def search_by_image(
     Raises ``ImageError`` for a photo that cannot be used and ``UnknownPartition``, both with
     a message for a person. The same photo as a catalog product finds that product first.
     """
-    # Bytes go in as a stream, so the size and emptiness checks (and their messages) are the loader's own.
-    source = io.BytesIO(photo) if isinstance(photo, bytes) else photo
-    data = read_image_bytes(source, max_bytes=app_settings.MAX_IMAGE_BYTES)
-    _check_partition(indexed_model, partition)
-    extractor = get_extractor()
-    pixels = decode_image(
-        data,
-        size=extractor.input_size,
-        fit=extractor.fit,
-        max_pixels=min(app_settings.MAX_UPLOAD_PIXELS, app_settings.MAX_IMAGE_PIXELS),
-        formats=app_settings.UPLOAD_FORMATS,
-    )
-    if limit < 1:
-        return []
-    return _search(indexed_model, extractor.extract(pixels[np.newaxis])[0], partition, limit)
+    with _search_slot():
+        # Bytes go in as a stream, so the size and emptiness checks (and their messages) are the loader's own.
+        source = io.BytesIO(photo) if isinstance(photo, bytes) else photo
+        data = read_image_bytes(source, max_bytes=app_settings.MAX_IMAGE_BYTES)
+        _check_partition(indexed_model, partition)
+        extractor = get_extractor()
+        pixels = decode_image(
+            data,
+            size=extractor.input_size,
+            fit=extractor.fit,
+            max_pixels=min(app_settings.MAX_UPLOAD_PIXELS, app_settings.MAX_IMAGE_PIXELS),
+            formats=app_settings.UPLOAD_FORMATS,
+        )
+        if limit < 1:
+            return []
+        return _search(indexed_model, extractor.extract(pixels[np.newaxis])[0], partition, limit)
+
+
+def refuse_oversized_upload(declared_bytes: int | str | None) -> None:
+    """``ImageTooLarge`` for a request body declared larger than a photo may be, before it is read.
+
+    ``declared_bytes`` is the request's ``Content-Length``; a multipart form adds a little
+    around the file, hence the allowance.
+    """
+    try:
+        declared = int(declared_bytes or 0)
+    except (TypeError, ValueError):
+        return  # no usable length: the loader still stops reading past MAX_IMAGE_BYTES
+    limit = app_settings.MAX_IMAGE_BYTES
+    if declared > limit + FORM_OVERHEAD_BYTES:
+        raise ImageTooLarge(f"the upload is larger than the {limit / (1024 * 1024):.3g} MB limit")
+
+
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+@contextmanager
+def _search_slot() -> Iterator[None]:
+    """One of the process's ``MAX_CONCURRENT_SEARCHES`` slots, or ``SearchBusy`` at once."""
+    size = app_settings.MAX_CONCURRENT_SEARCHES
+    with _slots_lock:
+        slots = _slots.setdefault(size, threading.BoundedSemaphore(size))
+    if not slots.acquire(blocking=False):
+        raise SearchBusy(f"this server is already running {size} searches by photo; try again in a moment")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def search_by_vector(
