@@ -205,3 +205,46 @@ def test_two_writers_on_sqlite_wait_for_each_other_instead_of_failing():
         thread.join(timeout=60)
     assert errors == []
     assert ExactIndexChange.objects.filter(collection__in=["a", "b"]).count() == 2
+
+
+def test_the_sweep_repairs_what_bypassed_the_signals(settings, api_cache):
+    """A delete while the broker was down, and update() of the partition and of the filter's field."""
+    from visual_recs import tasks
+
+    use_fake_extractor(settings, vector_dims=6, NEIGHBOURS=K)
+    catalog = Catalog(seed=21)
+    catalog.add(40)
+    gone, moved, hidden = catalog.pick(3)
+    gone_id = str(gone.pk)
+    with queue.paused():  # as if the broker could not be reached: no task for the delete
+        gone.delete()
+    del catalog.products[gone_id], catalog.vectors[gone_id]
+    Product.objects.filter(pk=moved.pk).update(gender="Women" if moved.gender == "Men" else "Men")
+    Product.objects.filter(pk=hidden.pk).update(is_active=False)
+    for product in (moved, hidden):
+        product.refresh_from_db()
+    assert gone_id in {target for targets in stored_lists().values() for target in targets}
+    tasks.sweep()
+    assert not FeatureVector.objects.filter(object_id=gone_id).exists()
+    assert gone_id not in {target for targets in stored_lists().values() for target in targets}
+    row = FeatureVector.objects.get(object_id=str(moved.pk))
+    assert row.partition == moved.gender
+    assert FeatureVector.objects.get(object_id=str(hidden.pk)).listed is False
+    assert_lists_are_true(catalog, "after the sweep")
+
+
+def test_reconcile_covers_the_table_in_bounded_passes(settings):
+    use_fake_extractor(settings, vector_dims=6, NEIGHBOURS=K)
+    catalog = Catalog(seed=22)
+    catalog.add(25)
+    products = registry.get("products")
+    Product.objects.update(gender="Boys")  # every vector now disagrees with its object
+    passes, after = [], None
+    while True:
+        done = indexing.reconcile(products, after=after, limit=10)
+        passes.append((done.checked, done.moved))
+        after = done.next_after
+        if after is None:
+            break
+    assert passes == [(10, 10), (10, 10), (5, 5)]
+    assert set(FeatureVector.objects.values_list("partition", flat=True)) == {"Boys"}

@@ -13,6 +13,7 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.core.cache import cache
 from django.db import DatabaseError
 
 from . import indexing, registry
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 # Passing failures worth another try: the database or the storage was briefly unavailable.
 # A photo that cannot be used is not one of them: indexing marks it failed, once.
 TRANSIENT_ERRORS = (DatabaseError, OSError)
+#: Vectors the sweep compares with their objects per run (the next run goes on from there).
+RECONCILE_PER_RUN = 5000
 #: How long an index backend that logs its changes for other processes (ExactIndex) keeps them.
 CHANGE_LOG_RETENTION = timedelta(days=1)
 
@@ -73,7 +76,8 @@ def rebuild_partition(key: str, partition: str) -> int:
 @shared_task(ignore_result=True)
 def sweep() -> str:
     """Index what saves could not enqueue (broker down), vectors of an old extractor, and the never indexed;
-    build the lists that a stopped rebuild left unfinished.
+    build the lists that a stopped rebuild left unfinished; reconcile a slice of the vectors with
+    their objects (deleted, moved or hidden behind the signals' back, see ``indexing.reconcile``).
 
     Schedule it with celery beat (every few minutes); ``visual_recs_reindex --pending`` does the same.
     It also drops the index backend's change log older than ``CHANGE_LOG_RETENTION``.
@@ -85,6 +89,10 @@ def sweep() -> str:
     for indexed_model in registry.indexed_models().values():
         summary = indexing.index_many(indexing.objects_needing_work(indexed_model).iterator(chunk_size=500))
         repaired = indexing.repair_unfinished(indexed_model)
-        summaries.append(f"{indexed_model.key}: {summary}, {repaired} lists finished")
+        # A bounded slice of the table per run, resumed where the last run stopped.
+        cursor_key = f"visual_recs:reconcile:{indexed_model.key}"
+        reconciled = indexing.reconcile(indexed_model, after=cache.get(cursor_key), limit=RECONCILE_PER_RUN)
+        cache.set(cursor_key, reconciled.next_after, timeout=None)
+        summaries.append(f"{indexed_model.key}: {summary}, {repaired} lists finished, {reconciled}")
     logger.info("visual_recs sweep: %s", "; ".join(summaries))
     return "; ".join(summaries)

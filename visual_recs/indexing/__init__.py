@@ -5,7 +5,7 @@ shells over the names exported here. A module per job, so the read path a web pr
 and the write path a worker runs are visibly apart:
 
 - ``pipeline``: photos to vectors (``index``, ``index_many``, ``index_vectors``, ``unindex``,
-  ``rebuild_index``);
+  ``rebuild_index``, ``reconcile``);
 - ``neighbours``: the stored neighbour lists, repaired as vectors change (``rebuild_partition``);
 - ``reading``: what a page shows (``recommendations``, ``similar_to``, ``index_states``);
 - ``search``: search by photo (``search_by_image``, ``search_by_vector``);
@@ -23,7 +23,17 @@ from .neighbours import (
     repair_lists,
     repair_unfinished,
 )
-from .pipeline import Summary, index, index_many, index_vectors, photo_sha256, rebuild_index, unindex
+from .pipeline import (
+    Reconciled,
+    Summary,
+    index,
+    index_many,
+    index_vectors,
+    photo_sha256,
+    rebuild_index,
+    reconcile,
+    unindex,
+)
 from .reading import NO_IMAGE, STATUSES, IndexState, Recommendations, Similar, index_states, recommendations, similar_to
 from .search import refuse_oversized_upload, search_by_image, search_by_vector
 from .status import index_overview, objects_needing_work
@@ -32,6 +42,7 @@ __all__ = [
     "NO_IMAGE",
     "STATUSES",
     "IndexState",
+    "Reconciled",
     "Recommendations",
     "Similar",
     "Summary",
@@ -49,6 +60,7 @@ __all__ = [
     "rebuild_index",
     "rebuild_partition",
     "recommendations",
+    "reconcile",
     "refuse_oversized_upload",
     "repair_lists",
     "repair_unfinished",

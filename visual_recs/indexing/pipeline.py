@@ -404,3 +404,66 @@ def rebuild_index(indexed_model: IndexedModel, *, progress: Callable[[int], None
     for partition in sorted(partitions):
         neighbours.rebuild_partition(indexed_model, partition)
     return loaded
+
+
+@dataclass
+class Reconciled:
+    """What one pass of ``reconcile`` checked and fixed, and where the next pass starts."""
+
+    checked: int = 0
+    orphans: int = 0
+    moved: int = 0
+    next_after: int | None = None  # a FeatureVector pk; None: the next pass starts from the beginning
+
+    def __str__(self) -> str:
+        return f"{self.checked} vectors checked, {self.orphans} of deleted objects removed, {self.moved} moved or re-shown"
+
+
+def reconcile(indexed_model: IndexedModel, *, after: int | None = None, limit: int = 5000) -> Reconciled:
+    """Fix vectors that disagree with their objects, ``limit`` rows a pass, from the row after ``after``.
+
+    Saves keep vectors in step through their signals; what bypasses them does not: a delete
+    whose task could not be queued (broker down), ``queryset.update()`` of the partition field
+    or of what the filter looks at, ``bulk_create``. A vector whose object is gone is removed
+    (its place in other lists repaired); one whose object changed partition or visibility is
+    moved there, its photo not read again. The cost of a pass is bounded by
+    ``limit``; the sweep carries ``next_after`` from one pass to the next, so the whole table
+    is covered in turn. A photo replaced behind the signals' back is not detected here (that
+    would mean reading every photo); ``visual_recs_reindex`` does it.
+    """
+    result = Reconciled()
+    rows = FeatureVector.objects.filter(content_type=indexed_model.content_type).order_by("pk")
+    if after is not None:
+        rows = rows.filter(pk__gt=after)
+    to_pk = indexed_model.model._meta.pk.to_python
+    page = rows.values_list("pk", "object_id", "partition", "listed")[:limit]
+    for batch in chunked(page.iterator(chunk_size=500), 500):
+        by_id = {object_id: (partition, listed) for _, object_id, partition, listed in batch}
+        pks = [to_pk(object_id) for object_id in by_id]
+        objects = {str(obj.pk): obj for obj in indexed_model.all().filter(pk__in=pks)}
+        shown = {str(pk) for pk in indexed_model.shown().filter(pk__in=pks).values_list("pk", flat=True)}
+        for object_id in set(by_id) - set(objects):
+            unindex(indexed_model, object_id)
+            result.orphans += 1
+        moved = [
+            obj
+            for object_id, obj in objects.items()
+            if by_id[object_id] != (indexed_model.partition_of(obj), object_id in shown)
+        ]
+        if moved:
+            _relocate(indexed_model, moved)
+            result.moved += len(moved)
+        result.checked += len(batch)
+        result.next_after = batch[-1][0]
+    if result.checked < limit:
+        result.next_after = None  # reached the end: start again from the beginning next time
+    return result
+
+
+def _relocate(indexed_model: IndexedModel, objects: Sequence[models.Model]) -> None:
+    """Move objects' vectors to their current partition and visibility, as their photo is (not read)."""
+    model_id = get_extractor().model_id
+    jobs = [job for job in _jobs_for(indexed_model, objects) if job.existing is not None]
+    for job in jobs:
+        job.outcome, job.sha256 = "unchanged", job.existing.image_sha256
+    neighbours.repair_lists(indexed_model, _commit(indexed_model, jobs, model_id, Summary()))
