@@ -248,3 +248,40 @@ def test_reconcile_covers_the_table_in_bounded_passes(settings):
             break
     assert passes == [(10, 10), (10, 10), (5, 5)]
     assert set(FeatureVector.objects.values_list("partition", flat=True)) == {"Boys"}
+
+
+@pytest.mark.parametrize("same_name", [False, True], ids=["new file name", "file overwritten in place"])
+def test_an_older_task_never_overwrites_a_newer_photos_vector(settings, catalog_rows, monkeypatch, same_name, django_capture_on_commit_callbacks):
+    """A save replaces the photo while a task is still working on the old one: the old one writes nothing."""
+    from visual_recs.backends import get_extractor
+    from visual_recs.images import decode_image
+    from visual_recs.indexing import pipeline
+
+    use_fake_extractor(settings)
+    first, second = [pid for pid, row in catalog_rows.items() if row["Gender"] == "Men"][:2]
+    product = Product(pk=int(first), title=first, gender="Men")
+    product.image.save(f"{first}.jpg", ContentFile(photo_bytes(first)), save=False)
+    with queue.paused():
+        product.save()
+    real_extract = pipeline._extract
+
+    def extract_while_the_photo_changes(extractor, jobs):
+        real_extract(extractor, jobs)
+        newer = Product.objects.get(pk=product.pk)  # the shop's staff, in another request
+        if same_name:
+            newer.image.storage.delete(newer.image.name)
+            newer.image.storage.save(newer.image.name, ContentFile(photo_bytes(second)))
+        else:
+            newer.image.save(f"{second}.jpg", ContentFile(photo_bytes(second)), save=False)
+        with django_capture_on_commit_callbacks(execute=False):  # its task is queued, not run yet
+            newer.save()
+
+    monkeypatch.setattr(pipeline, "_extract", extract_while_the_photo_changes)
+    assert indexing.index(product) == "superseded"  # the old photo's task
+    row = FeatureVector.objects.get(object_id=first)
+    assert row.status == "pending"  # still waiting for the newer photo's task
+    monkeypatch.setattr(pipeline, "_extract", real_extract)
+    assert indexing.index(Product.objects.get(pk=product.pk)) == "indexed"  # the newer photo's task
+    extractor = get_extractor()
+    newer_vector = extractor.extract(decode_image(photo_bytes(second), size=extractor.input_size)[np.newaxis])[0]
+    np.testing.assert_allclose(FeatureVector.objects.get(object_id=first).as_array(), newer_vector, rtol=1e-6)

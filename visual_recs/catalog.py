@@ -277,6 +277,8 @@ def _mark_vectors_pending(product_ids: list[int]) -> None:
     except NotRegistered:
         return
     for block in chunked(map(str, product_ids), 500):
+        # No hash: the photo to index is the one the product has when its task runs (a hash here
+        # would tell a running task that its photo is superseded, as a save's signal does).
         FeatureVector.objects.filter(content_type=content_type, object_id__in=block).update(
-            status=FeatureVector.Status.PENDING
+            status=FeatureVector.Status.PENDING, image_sha256=""
         )

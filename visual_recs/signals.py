@@ -41,7 +41,8 @@ def _on_save(sender, instance, raw: bool = False, **kwargs) -> None:
         FeatureVector.objects.update_or_create(
             content_type=content_type,
             object_id=object_id,
-            defaults={"status": FeatureVector.Status.PENDING, "partition": partition, "error": ""},
+            # The new photo's hash: a task still working on the old photo then knows it is superseded.
+            defaults={"status": FeatureVector.Status.PENDING, "partition": partition, "error": "", "image_sha256": sha256},
         )
         _enqueue_on_commit(tasks.index_object, instance)
         return

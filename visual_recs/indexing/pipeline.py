@@ -49,13 +49,15 @@ class Summary:
     unchanged: int = 0
     failed: int = 0
     no_image: int = 0
+    superseded: int = 0  # a newer photo arrived while this one was being indexed: its own task does it
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.indexed} indexed, {self.unchanged} skipped unchanged, "
             f"{self.failed} failed, {self.no_image} without a photo"
         )
+        return text + (f", {self.superseded} superseded by a newer photo" if self.superseded else "")
 
 
 @dataclass
@@ -70,7 +72,7 @@ class _Job:
     sha256: str = ""
     pixels: np.ndarray | None = None
     error: str = ""
-    outcome: str = ""  # "extract", "unchanged", "failed" or "no_image"
+    outcome: str = ""  # "extract", "unchanged", "failed", "no_image" or "superseded"
 
 
 def photo_sha256(image) -> str:
@@ -88,9 +90,9 @@ def photo_sha256(image) -> str:
 
 
 def index(obj: models.Model, *, force: bool = False) -> str:
-    """Index one object now; returns its outcome ("indexed", "unchanged", "failed", "no_image")."""
+    """Index one object now; returns its outcome ("indexed", "unchanged", "failed", "no_image", "superseded")."""
     summary = index_many([obj], force=force)
-    for outcome in ("indexed", "unchanged", "failed", "no_image"):
+    for outcome in ("indexed", "unchanged", "failed", "no_image", "superseded"):
         if getattr(summary, outcome):
             return outcome
     raise AssertionError("index_many accounted for no object")
@@ -243,9 +245,10 @@ def _commit(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summar
     unchanged ones still marked by an earlier run whose repair did not finish.
     """
     _refuse_bad_vectors(indexed_model, jobs)
-    changed = [job for job in jobs if _affects_lists(job, model_id)]
-    partitions = {job.partition for job in changed} | {job.existing.partition for job in changed if job.existing}
+    partitions = {job.partition for job in jobs} | {job.existing.partition for job in jobs if job.existing}
     with neighbours.locked(indexed_model, partitions):
+        _drop_superseded(indexed_model, jobs)
+        changed = [job for job in jobs if _affects_lists(job, model_id)]
         _store(indexed_model, jobs, model_id, summary)
         _write_index(indexed_model, changed, model_id)
     unfinished = {
@@ -257,6 +260,45 @@ def _commit(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summar
         and job.existing.list_radius is None
     }
     return {job.object_id for job in changed} | unfinished
+
+
+def _drop_superseded(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
+    """Jobs whose photo stopped being the object's while they worked on it write nothing.
+
+    A newer save may have replaced the photo after this job read it: under another name (the
+    object's field names another file now), or under the same name (its signal left the row
+    pending with the new photo's hash; a pending row without a hash expects no photo in
+    particular). The newer save's own task writes the right vector; an older task must not
+    overwrite it. Runs inside the partitions' lock, before the writes.
+    """
+    read = [job for job in jobs if job.outcome in ("extract", "failed")]
+    if not read:
+        return
+    names_now = {
+        str(pk): name or ""
+        for pk, name in indexed_model.all()
+        .filter(pk__in=[job.obj.pk for job in read])
+        .values_list("pk", indexed_model.image_field)
+    }
+    rows_now = {
+        row.object_id: row
+        for row in FeatureVector.objects.filter(
+            content_type=indexed_model.content_type, object_id__in=[job.object_id for job in read]
+        ).only("object_id", "status", "image_sha256")
+    }
+    for job in read:
+        image = indexed_model.image_of(job.obj)
+        renamed = names_now.get(job.object_id, "") != (image.name if image else "")
+        row = rows_now.get(job.object_id)
+        # A job whose read failed has no hash to compare; the file name still tells.
+        expects_another = (
+            bool(job.sha256)
+            and row is not None
+            and row.status == Status.PENDING
+            and row.image_sha256 not in ("", job.sha256)
+        )
+        if renamed or expects_another:
+            job.outcome = "superseded"
 
 
 def _refuse_bad_vectors(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
@@ -301,6 +343,9 @@ def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary
     content_type = indexed_model.content_type
     rows: list[FeatureVector] = []
     for job in jobs:
+        if job.outcome == "superseded":
+            summary.superseded += 1
+            continue
         if job.outcome == "no_image":
             summary.no_image += 1
             continue
@@ -349,6 +394,8 @@ def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary
 
 def _affects_lists(job: _Job, model_id: str) -> bool:
     """Whether the job changes the index (and so maybe some neighbour list)."""
+    if job.outcome == "superseded":
+        return False  # it writes nothing: the newer photo's task does
     existing = job.existing
     if job.outcome == "extract":
         return True
