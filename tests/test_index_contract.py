@@ -326,3 +326,9 @@ def test_vectors_of_one_call_must_have_one_length(index):
     with pytest.raises(VectorError):
         index.add(COLLECTION, entries)
     assert list(index.entries(COLLECTION)) == []
+
+
+def test_one_exclude_set_per_query_or_a_value_error(index, stored):
+    queries = queries_for(stored, "Men", count=3)
+    with pytest.raises(ValueError, match="2 exclude sets for 3 query vectors"):
+        index.search_many(COLLECTION, "Men", queries, 5, exclude=[[], []])

@@ -160,6 +160,17 @@ class BaseIndex:
         """Forget every entry of ``collection``."""
         raise NotImplementedError("An index must be able to drop a collection.")
 
+    def check_queries(
+        self, vectors: np.ndarray, exclude: Sequence[Collection[str]] | None, dims: int | None
+    ) -> tuple[np.ndarray, Sequence[Collection[str]]]:
+        """``search_many``'s arguments checked: the vectors as ``check_vectors`` returns them, one exclude set a row."""
+        matrix = self.check_vectors(vectors, dims)
+        if exclude is None:
+            return matrix, [()] * len(matrix)
+        if len(exclude) != len(matrix):
+            raise ValueError(f"{len(exclude)} exclude sets for {len(matrix)} query vectors.")
+        return matrix, exclude
+
     def check_entries(self, entries: Sequence[Entry], dims: int | None) -> np.ndarray:
         """The entries' vectors stacked as ``check_vectors`` returns them; ``VectorError`` for mixed lengths."""
         lengths = {np.asarray(entry.vector).shape for entry in entries}

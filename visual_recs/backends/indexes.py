@@ -351,11 +351,7 @@ class ExactIndex(BaseIndex):
                 sorted((hit for found in rows for hit in found), key=lambda hit: (hit.distance, hit.object_id))[:k]
                 for rows in zip(*per_partition)
             ] if per_partition else [[] for _ in range(len(vectors))]
-        queries = self.check_vectors(vectors, None)
-        if exclude is None:
-            exclude = [()] * len(queries)
-        elif len(exclude) != len(queries):
-            raise ValueError(f"{len(exclude)} exclude sets for {len(queries)} query vectors.")
+        queries, exclude = self.check_queries(vectors, exclude, None)
         if k <= 0 or not len(queries):
             return [[] for _ in range(len(queries))]
         with self._segments(collection, partition, shown_only) as segments:

@@ -368,11 +368,7 @@ class PgvectorIndex(BaseIndex):
         exclude: Sequence[Collection[str]] | None = None,
         shown_only: bool = True,
     ) -> list[list[Hit]]:
-        matrix = self.check_vectors(vectors, self.dimensions)
-        if exclude is None:
-            exclude = [()] * len(matrix)
-        if len(exclude) != len(matrix):
-            raise ValueError(f"{len(exclude)} exclude lists for {len(matrix)} vectors.")
+        matrix, exclude = self.check_queries(vectors, exclude, self.dimensions)
         if k <= 0 or not len(matrix):
             return [[] for _ in range(len(matrix))]
         queries = [(i, vector, sorted(map(str, skip))) for i, (vector, skip) in enumerate(zip(matrix, exclude))]

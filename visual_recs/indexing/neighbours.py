@@ -170,6 +170,7 @@ def _repair(indexed_model: IndexedModel, changed: set[str]) -> int:
     now = {object_id: row for object_id, row in now.items() if row.partition not in rebuilt}
 
     # Lists that may change: those naming a changed object, and those a shown changed object may enter.
+    # (Read again now that the partitions are locked: repair_lists' look was only to choose the locks.)
     affected: set[str] = set()
     for chunk in chunked(changed, SQL_CHUNK):
         affected.update(
