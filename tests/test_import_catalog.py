@@ -6,6 +6,7 @@ import (fields, photos, idempotency, refusals); the browser test imports with th
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -16,7 +17,7 @@ from django.core.management import CommandError, call_command
 
 from tests.catalog_files import write_catalog_csv
 from tests.conftest import CATALOG_DIR, ids_of
-from visual_recs import catalog
+from visual_recs import catalog, indexing, registry
 from visual_recs.models import FeatureVector, Product, SimilarItem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_extractor")]
@@ -96,7 +97,7 @@ def test_second_run_changes_nothing_and_says_so(tmp_path, images_dir, sample_ids
 
 
 def test_changed_fields_and_photo_update_the_product_in_place(
-    tmp_path, images_dir, sample_ids, catalog_rows, media_root
+    tmp_path, images_dir, sample_ids, catalog_rows, media_root, django_capture_on_commit_callbacks
 ):
     rows = [dict(catalog_rows[pid]) for pid in sample_ids]
     csv_path = write_catalog_csv(tmp_path / "fashion.csv", rows)
@@ -107,15 +108,19 @@ def test_changed_fields_and_photo_update_the_product_in_place(
     rephotographed["Image"] = "13683.jpg"  # another shoe's photo
     write_catalog_csv(csv_path, rows)
 
-    output = run_import(csv_path, images_dir)
+    with django_capture_on_commit_callbacks(execute=True):  # as after a real commit
+        output = run_import(csv_path, images_dir)
 
     assert "6 rows: 0 created, 2 updated, 4 unchanged, 0 skipped." in output
     assert Product.objects.get(pk=int(renamed["ProductId"])).title == "A new title"
     product = Product.objects.get(pk=int(rephotographed["ProductId"]))
-    # Same deterministic name, new content: no "<name>_<random>.jpg" beside it.
-    assert product.image.name == f"products/{rephotographed['ProductId']}.jpg"
-    assert product.image.read() == (images_dir / "13683.jpg").read_bytes()
-    assert len(media_files(media_root)) == 6
+    # A name of the new content's own (so the old file stays until the rows commit), and the
+    # old file gone after the commit: no "<name>_<random>.jpg" beside it.
+    new_photo = (images_dir / "13683.jpg").read_bytes()
+    pid = rephotographed["ProductId"]
+    assert product.image.name == f"products/{pid}-{hashlib.sha256(new_photo).hexdigest()[:16]}.jpg"
+    assert product.image.read() == new_photo
+    assert len(media_files(media_root)) == 6 and not (media_root / f"products/{pid}.jpg").exists()
     new_vector = FeatureVector.objects.get(object_id=rephotographed["ProductId"])
     assert new_vector.status == FeatureVector.Status.READY
     assert new_vector.image_sha256 != old_vector.image_sha256 and new_vector.vector != old_vector.vector
@@ -235,3 +240,65 @@ def test_a_catalog_model_that_is_not_indexed_is_imported_and_says_so(
 
     assert "6 created" in output and "Not indexed: visual_recs.Product is not registered" in output
     assert not FeatureVector.objects.exists()
+
+
+def test_an_import_stopped_midway_leaves_nothing_a_rerun_misses(
+    tmp_path, images_dir, sample_ids, catalog_rows, media_root, monkeypatch
+):
+    """The import dies after a new photo is stored, before its block commits; a rerun finishes it."""
+    rows = [dict(catalog_rows[pid]) for pid in sample_ids]
+    csv_path = write_catalog_csv(tmp_path / "fashion.csv", rows)
+    run_import(csv_path, images_dir)
+    rephotographed = rows[0]
+    pid = rephotographed["ProductId"]
+    old_photo = Product.objects.get(pk=int(pid)).image.read()
+    old_vector = FeatureVector.objects.get(object_id=pid)
+    rephotographed["Image"] = "13683.jpg"
+    write_catalog_csv(csv_path, rows)
+
+    real_validate = catalog._validate
+
+    def killed_after_the_first_photo(product, values):
+        if str(product.pk) == rows[1]["ProductId"]:
+            raise KeyboardInterrupt  # the process stopped: nothing after this line runs
+        real_validate(product, values)
+
+    monkeypatch.setattr(catalog, "_validate", killed_after_the_first_photo)
+    with pytest.raises(KeyboardInterrupt):
+        run_import(csv_path, images_dir)
+    # The block rolled back: the row still names the old photo, whose file and vector are intact.
+    product = Product.objects.get(pk=int(pid))
+    assert product.image.read() == old_photo
+    assert FeatureVector.objects.get(object_id=pid).image_sha256 == old_vector.image_sha256
+
+    monkeypatch.setattr(catalog, "_validate", real_validate)
+    assert "1 updated" in run_import(csv_path, images_dir)
+    vector = FeatureVector.objects.get(object_id=pid)
+    assert vector.status == FeatureVector.Status.READY
+    assert vector.image_sha256 == hashlib.sha256((images_dir / "13683.jpg").read_bytes()).hexdigest()
+
+
+def test_a_committed_block_has_its_changed_vectors_marked_pending(
+    tmp_path, images_dir, sample_ids, catalog_rows, monkeypatch
+):
+    """The import stops in a later block: the changes already committed are marked for the sweep."""
+    rows = [dict(catalog_rows[pid]) for pid in sample_ids]
+    csv_path = write_catalog_csv(tmp_path / "fashion.csv", rows)
+    run_import(csv_path, images_dir)
+    rows[0]["Image"] = "13683.jpg"
+    rows[3]["ProductTitle"] = "Changed too"
+    write_catalog_csv(csv_path, rows)
+    monkeypatch.setattr(catalog, "_ROWS_PER_TRANSACTION", 2)
+    real_validate = catalog._validate
+
+    def killed_in_the_second_block(product, values):
+        if str(product.pk) == rows[3]["ProductId"]:
+            raise KeyboardInterrupt
+        real_validate(product, values)
+
+    monkeypatch.setattr(catalog, "_validate", killed_in_the_second_block)
+    with pytest.raises(KeyboardInterrupt):
+        run_import(csv_path, images_dir)
+    assert FeatureVector.objects.get(object_id=rows[0]["ProductId"]).status == FeatureVector.Status.PENDING
+    products = registry.get("products")
+    assert int(rows[0]["ProductId"]) in set(indexing.objects_needing_work(products).values_list("pk", flat=True))

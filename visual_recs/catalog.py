@@ -6,6 +6,12 @@ directory), ImageURL (not used: the original shop's address). ProductId stays th
 key, and each photo is stored through the field's storage under ``products/<ProductId>.<ext>``,
 so importing the same file again finds every row unchanged and writes nothing.
 
+A new photo for an existing product is stored under a name of its own
+(``products/<ProductId>-<hash>.<ext>``) and the old file deleted only after the rows commit;
+in the same transaction the product's vector is marked pending. An import stopped at any
+point therefore leaves each product either as it was (old row, old photo, old vector) or
+changed and marked for indexing, never a new photo behind an old vector.
+
 Saves happen with the app's signals paused; the caller indexes :func:`ids_to_index` in one go.
 """
 
@@ -16,6 +22,7 @@ import hashlib
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -142,6 +149,7 @@ def import_rows(
         for block in chunked(rows, _ROWS_PER_TRANSACTION):
             existing = Product.objects.in_bulk([pk for pk in map(_pk_or_none, block) if pk is not None])
             with transaction.atomic():
+                reindex_before = len(summary.reindex)
                 for row in block:
                     try:
                         _import_row(row, images_root, existing, seen, summary)
@@ -149,7 +157,7 @@ def import_rows(
                         summary.skipped.append(Skipped(row.line, row.product_id, str(exc)))
                     if progress is not None:
                         progress(1)
-    _mark_vectors_pending(summary.reindex)
+                _mark_vectors_pending(summary.reindex[reindex_before:])
     return summary
 
 
@@ -215,8 +223,10 @@ def _import_row(
     if not changed_fields and not photo_changed:
         summary.unchanged.append(pk)
         return
-    if photo_changed:
+    if is_new:
         _store_photo(product, f"{PHOTO_DIR}/{pk}{extension}", data, sha256)
+    elif photo_changed:
+        _replace_photo(product, f"{PHOTO_DIR}/{pk}-{sha256[:16]}{extension}", data, sha256)
     product.save()
     if is_new:
         summary.created.append(pk)
@@ -267,9 +277,24 @@ def _store_photo(product: Product, name: str, data: bytes, sha256: str) -> None:
     product.image = storage.save(name, ContentFile(data))
 
 
+def _replace_photo(product: Product, name: str, data: bytes, sha256: str) -> None:
+    """Store a product's new photo under ``name`` beside the old one, which goes after the commit.
+
+    Until the transaction commits, the row (and so the vector made from it) still names the
+    old file, which is untouched: a stopped import changes nothing a rerun would miss. Only
+    files this import named after the product are deleted, never a photo a shop uploaded.
+    """
+    old_name = product.image.name
+    _store_photo(product, name, data, sha256)
+    ours = old_name.startswith((f"{PHOTO_DIR}/{product.pk}.", f"{PHOTO_DIR}/{product.pk}-"))
+    if ours and old_name != product.image.name:
+        transaction.on_commit(partial(product.image.storage.delete, old_name))
+
+
 def _mark_vectors_pending(product_ids: list[int]) -> None:
-    """Vectors of updated photos or genders become pending, so the sweep redoes them even if
-    queueing the indexing fails (saves were paused, so no receiver did this)."""
+    """Vectors of updated photos or genders become pending, in the transaction of the rows'
+    change, so the sweep redoes them even if the import stops or queueing fails (saves were
+    paused, so no receiver did this)."""
     if not product_ids:
         return
     try:
