@@ -11,7 +11,7 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from tests.conftest import photo_bytes
-from visual_recs import indexing, registry
+from visual_recs import indexing, registry, tasks
 from visual_recs.models import FeatureVector, Product
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -94,17 +94,24 @@ def test_a_photo_missing_from_storage_fails_with_its_name(resnet_weights, django
     assert vector.status == "failed" and "gone" in vector.error
 
 
-def test_a_failed_photo_is_not_retried_until_it_changes(resnet_weights, django_capture_on_commit_callbacks):
+def test_a_failed_photo_is_tried_up_to_the_attempt_limit_then_only_when_it_changes(
+    settings, resnet_weights, django_capture_on_commit_callbacks
+):
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MAX_ATTEMPTS": 2}
     product = save_with_photo("truncated.jpg", photo_bytes("13683")[:5000], django_capture_on_commit_callbacks)
     assert FeatureVector.objects.get(object_id=str(product.pk)).status == "failed"
 
-    # Neither the sweep nor saving the product again with the same photo tries it again.
-    assert product not in indexing.objects_needing_work(registry.get("products"))
+    # Saving the product again with the same photo does not queue it again.
     product.title = "Still the broken photo"
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         product.save()
     assert callbacks == []
-    assert FeatureVector.objects.get(object_id=str(product.pk)).attempts == 1
+    # The sweep tries it again (a file still being copied reads as truncated), up to the limit.
+    products = registry.get("products")
+    assert product in indexing.objects_needing_work(products)
+    tasks.sweep()
+    assert FeatureVector.objects.get(object_id=str(product.pk)).attempts == 2
+    assert product not in indexing.objects_needing_work(products)
 
     # A new photo is indexed.
     with django_capture_on_commit_callbacks(execute=True):

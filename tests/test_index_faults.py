@@ -14,10 +14,11 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.db import DatabaseError, connection, connections
 
-from tests.conftest import photo_bytes, use_fake_extractor
+from tests.conftest import ids_of, photo_bytes, use_fake_extractor
 from tests.test_list_repairs import Catalog, K, assert_lists_are_true, stored_lists
 from visual_recs import indexing, queue, registry
 from visual_recs.backends import get_index
+from visual_recs.exceptions import ImageError
 from visual_recs.models import FeatureVector, Product, SimilarItem
 
 pytestmark = pytest.mark.django_db
@@ -285,3 +286,99 @@ def test_an_older_task_never_overwrites_a_newer_photos_vector(settings, catalog_
     extractor = get_extractor()
     newer_vector = extractor.extract(decode_image(photo_bytes(second), size=extractor.input_size)[np.newaxis])[0]
     np.testing.assert_allclose(FeatureVector.objects.get(object_id=first).as_array(), newer_vector, rtol=1e-6)
+
+
+def lists_after_a_full_rebuild() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The stored lists, and the lists a rebuild of every partition makes from the same vectors."""
+    products = registry.get("products")
+    before = stored_lists()
+    for partition in set(FeatureVector.objects.values_list("partition", flat=True)):
+        indexing.rebuild_partition(products, partition)
+    return before, stored_lists()
+
+
+def _broker_down(monkeypatch) -> None:
+    """Saves cannot queue their tasks, as when Redis is unreachable (``enqueue`` returns False)."""
+    from visual_recs import signals
+
+    monkeypatch.setattr(signals, "enqueue", lambda task, *args: False)
+
+
+def test_a_move_saved_while_the_broker_is_down_is_counted_and_caught_up_by_reindex_pending(
+    settings, catalog_rows, make_catalog, monkeypatch, django_capture_on_commit_callbacks
+):
+    use_fake_extractor(settings, NEIGHBOURS=K)
+    men, women = ids_of(catalog_rows, gender="Men", count=6), ids_of(catalog_rows, gender="Women", count=6)
+    make_catalog(men + women)
+    products = registry.get("products")
+    moved = Product.objects.get(pk=int(men[0]))
+    _broker_down(monkeypatch)
+    moved.gender = "Women"
+    with django_capture_on_commit_callbacks(execute=True):
+        moved.save()
+
+    overview = indexing.index_overview()["models"]["products"]
+    assert overview["lists_to_repair"] == 1  # not "nothing to do", as before
+    assert list(indexing.objects_needing_work(products).values_list("pk", flat=True)) == [moved.pk]
+    assert FeatureVector.objects.get(object_id=men[0]).partition == "Men"  # where its index entry still is
+
+    call_command("visual_recs_reindex", "--pending", "--sync", stdout=io.StringIO(), stderr=io.StringIO())
+    row = FeatureVector.objects.get(object_id=men[0])
+    assert (row.partition, row.status) == ("Women", "ready")
+    assert indexing.index_overview()["models"]["products"]["lists_to_repair"] == 0
+    women_lists = {s: t for s, t in stored_lists().items() if s in women}
+    assert all(men[0] in targets for targets in women_lists.values())  # the nearest few of a small partition
+    before, rebuilt = lists_after_a_full_rebuild()
+    assert before == rebuilt
+
+
+def test_a_failed_photo_is_retried_by_the_sweep_until_the_attempt_limit(settings, catalog_rows, make_catalog, monkeypatch):
+    from visual_recs import tasks
+    from visual_recs.indexing import pipeline
+
+    use_fake_extractor(settings, NEIGHBOURS=K, MAX_ATTEMPTS=2)
+    (pid,) = ids_of(catalog_rows, gender="Men", count=1)
+    real_decode = pipeline.decode_image
+
+    def out_of_memory(*args, **kwargs):
+        raise ImageError("the decoder ran out of memory")
+
+    monkeypatch.setattr(pipeline, "decode_image", out_of_memory)
+    make_catalog([pid])
+    row = FeatureVector.objects.get(object_id=pid)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert indexing.index_overview()["models"]["products"]["failed_to_retry"] == 1
+    tasks.sweep()
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("failed", 2)  # tried again, and failed again
+    tasks.sweep()
+    row.refresh_from_db()
+    assert row.attempts == 2  # the limit: not tried any more
+    assert indexing.index_overview()["models"]["products"]["failed_to_retry"] == 0
+
+    monkeypatch.setattr(pipeline, "decode_image", real_decode)
+    FeatureVector.objects.filter(pk=row.pk).update(attempts=1)
+    tasks.sweep()  # below the limit again (as if the reason had passed): this attempt succeeds
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.error) == ("ready", 0, "")
+
+
+def test_a_new_photo_that_fails_starts_its_attempts_again(
+    settings, catalog_rows, make_product, monkeypatch, django_capture_on_commit_callbacks
+):
+    from visual_recs.indexing import pipeline
+
+    use_fake_extractor(settings, MAX_ATTEMPTS=2)
+    first, second = ids_of(catalog_rows, gender="Men", count=2)
+
+    def broken(*args, **kwargs):
+        raise ImageError("broken")
+
+    monkeypatch.setattr(pipeline, "decode_image", broken)
+    product = make_product(first)
+    FeatureVector.objects.filter(object_id=first).update(attempts=2)  # the old photo used up its attempts
+    product.image.save(f"{second}.jpg", ContentFile(photo_bytes(second)), save=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        product.save()
+    row = FeatureVector.objects.get(object_id=first)
+    assert (row.status, row.attempts) == ("failed", 1)

@@ -108,7 +108,8 @@ class AppSettings:
 
     @property
     def MAX_ATTEMPTS(self) -> int:
-        """Attempts of a task that failed for a passing reason (database, storage) before giving up."""
+        """Retries of a task that failed for a passing reason (database, storage), and attempts
+        at a photo that failed before the sweep stops trying it."""
         return int(self._get("MAX_ATTEMPTS", 3))
 
     @property

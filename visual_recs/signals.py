@@ -38,17 +38,35 @@ def _on_save(sender, instance, raw: bool = False, **kwargs) -> None:
     sha256 = photo_sha256(image)
     partition = indexed_model.partition_of(instance)
     if existing is None or existing.image_sha256 != sha256:
-        FeatureVector.objects.update_or_create(
-            content_type=content_type,
-            object_id=object_id,
-            # The new photo's hash: a task still working on the old photo then knows it is superseded.
-            defaults={"status": FeatureVector.Status.PENDING, "partition": partition, "error": "", "image_sha256": sha256},
-        )
+        _mark_pending(content_type, object_id, partition, sha256)
         _enqueue_on_commit(tasks.index_object, instance)
         return
     listed = indexed_model.shown().filter(pk=instance.pk).exists()
-    if existing.status == FeatureVector.Status.PENDING or (existing.partition, existing.listed) != (partition, listed):
+    moved = (existing.partition, existing.listed) != (partition, listed)
+    if moved and existing.list_radius is not None:
+        # The mark of lists waiting for a repair, saved with the move itself: if the task cannot
+        # be queued (broker down), status counts it and the sweep (or `--pending`) finds it.
+        FeatureVector.objects.filter(pk=existing.pk).update(list_radius=None)
+    if existing.status == FeatureVector.Status.PENDING or moved:
         _enqueue_on_commit(tasks.index_object, instance)
+
+
+def _mark_pending(content_type, object_id: str, partition: str, sha256: str) -> None:
+    """Record that the object's photo is now the one hashed ``sha256`` and waits for its vector.
+
+    The new hash tells a task still working on the old photo that it is superseded. An
+    existing row keeps its partition: that is where its index entry still is, until the task
+    moves it.
+    """
+    pending = {"status": FeatureVector.Status.PENDING, "error": "", "image_sha256": sha256}
+    rows = FeatureVector.objects.filter(content_type=content_type, object_id=object_id)
+    if not rows.update(**pending):
+        # get_or_create, not create: a concurrent save may have made the row since the update.
+        row, created = FeatureVector.objects.get_or_create(
+            content_type=content_type, object_id=object_id, defaults={**pending, "partition": partition}
+        )
+        if not created:
+            rows.update(**pending)
 
 
 def _on_delete(sender, instance, **kwargs) -> None:

@@ -75,8 +75,9 @@ def rebuild_partition(key: str, partition: str) -> int:
 
 @shared_task(ignore_result=True)
 def sweep() -> str:
-    """Index what saves could not enqueue (broker down), vectors of an old extractor, and the never indexed;
-    build the lists that a stopped rebuild left unfinished; reconcile a slice of the vectors with
+    """Index what saves could not enqueue (broker down), vectors of an old extractor, the never
+    indexed, and failed photos below ``MAX_ATTEMPTS``; move the vectors of objects moved while
+    the broker was down; build the lists that a stopped rebuild left unfinished; reconcile a slice of the vectors with
     their objects (deleted, moved or hidden behind the signals' back, see ``indexing.reconcile``).
 
     Schedule it with celery beat (every few minutes); ``visual_recs_reindex --pending`` does the same.

@@ -216,9 +216,14 @@ def _read_and_decode(job: _Job, indexed_model: IndexedModel, extractor, model_id
         not force
         and existing is not None
         and existing.image_sha256 == job.sha256
-        and (existing.status == Status.FAILED or (existing.status == Status.READY and existing.model_id == model_id))
+        and (
+            (existing.status == Status.READY and existing.model_id == model_id)
+            or (existing.status == Status.FAILED and existing.attempts >= app_settings.MAX_ATTEMPTS)
+        )
     ):
-        # Same photo as last time: a ready vector is still right, and a failed one would fail again.
+        # Same photo as last time: a ready vector is still right, and one that failed every
+        # attempt would fail again. Below the attempt limit a failure is tried again: some
+        # reasons pass (a file not yet fully copied, a worker short of memory).
         job.outcome = "unchanged"
         return
     try:
@@ -374,7 +379,7 @@ def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary
             summary.failures.append((job.object_id, job.error))
             logger.warning("visual_recs: %s %s failed: %s", indexed_model.label, job.object_id, job.error)
             row.status, row.error = Status.FAILED, job.error
-            row.attempts = (job.existing.attempts if job.existing else 0) + 1
+            row.attempts = _failed_attempts(job.existing, job.sha256) + 1
             row.model_id, row.dims, row.vector = model_id, 0, None
         rows.append(row)
     no_image_ids = [job.object_id for job in jobs if job.outcome == "no_image"]
@@ -390,6 +395,13 @@ def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary
         )
     if no_image_ids:
         FeatureVector.objects.filter(content_type=content_type, object_id__in=no_image_ids).delete()
+
+
+def _failed_attempts(existing: FeatureVector | None, sha256: str) -> int:
+    """How many times this same photo has failed before (a new photo starts again from none)."""
+    if existing is None or existing.status != Status.FAILED or existing.image_sha256 != sha256:
+        return 0
+    return existing.attempts
 
 
 def _affects_lists(job: _Job, model_id: str) -> bool:

@@ -10,6 +10,7 @@ from django.db.models import Count
 
 from .. import registry
 from ..backends import get_extractor
+from ..conf import app_settings
 from ..models import FeatureVector, IndexStatus
 from ..registry import IndexedModel
 
@@ -20,12 +21,19 @@ STORED_STATUSES = (Status.PENDING.value, Status.READY.value, Status.FAILED.value
 
 
 def objects_needing_work(indexed_model: IndexedModel) -> models.QuerySet:
-    """Objects whose vector is pending, made by another extractor, or missing though they have a photo."""
+    """Objects whose vector is pending, failed below the attempt limit, made by another
+    extractor, or missing though they have a photo, and ready ones whose lists wait for a
+    repair (a move whose task could not be queued, a repair that failed)."""
     content_type = indexed_model.content_type
     model_id = get_extractor().model_id
     vectors = FeatureVector.objects.filter(content_type=content_type)
     to_do = set(vectors.filter(status=Status.PENDING).values_list("object_id", flat=True))
-    to_do |= set(vectors.filter(status=Status.READY).exclude(model_id=model_id).values_list("object_id", flat=True))
+    to_do |= set(
+        vectors.filter(status=Status.FAILED, attempts__lt=app_settings.MAX_ATTEMPTS).values_list("object_id", flat=True)
+    )
+    ready = vectors.filter(status=Status.READY)
+    to_do |= set(ready.exclude(model_id=model_id).values_list("object_id", flat=True))
+    to_do |= set(ready.filter(list_radius=None).values_list("object_id", flat=True))
     known = set(vectors.values_list("object_id", flat=True))
     with_photo = {str(pk) for pk in indexed_model.with_photo().values_list("pk", flat=True)}
     to_do |= with_photo - known
@@ -38,7 +46,10 @@ def index_overview() -> dict[str, Any]:
     """Counts for staff: per registered model, its objects, and its vectors by partition and status.
 
     ``stale`` counts ready vectors made by another extractor (a reindex redoes them);
-    ``not_indexed`` counts objects with a photo and no vector row yet.
+    ``not_indexed`` counts objects with a photo and no vector row yet; ``lists_to_repair``
+    ready vectors whose neighbour lists wait for a repair (moved or re-shown while the broker
+    was down, or a repair that failed); ``failed_to_retry`` failed vectors the sweep tries
+    again (below ``MAX_ATTEMPTS``). The sweep and ``visual_recs_reindex --pending`` do all of these.
     """
     model_id = get_extractor().model_id
     overview: dict[str, Any] = {"model_id": model_id, "models": {}}
@@ -56,6 +67,8 @@ def index_overview() -> dict[str, Any]:
             "no_image": objects - len(with_photo),
             "not_indexed": len(with_photo - set(vectors.values_list("object_id", flat=True))),
             "stale": vectors.filter(status=Status.READY).exclude(model_id=model_id).count(),
+            "lists_to_repair": vectors.filter(status=Status.READY, list_radius=None).count(),
+            "failed_to_retry": vectors.filter(status=Status.FAILED, attempts__lt=app_settings.MAX_ATTEMPTS).count(),
             "partitions": dict(partitions),
         }
     return overview
