@@ -15,7 +15,8 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, connections
 
 from tests.conftest import photo_bytes, use_fake_extractor
-from tests.test_list_repairs import Catalog, K, assert_lists_are_true, stored_lists
+from tests.lists import stored_lists
+from tests.test_list_repairs import Catalog, K, assert_lists_are_true
 from visual_recs import indexing, queue, registry
 from visual_recs.backends import get_index
 from visual_recs.models import FeatureVector, Product, SimilarItem
