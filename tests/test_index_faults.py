@@ -286,3 +286,36 @@ def test_an_older_task_never_overwrites_a_newer_photos_vector(settings, catalog_
     extractor = get_extractor()
     newer_vector = extractor.extract(decode_image(photo_bytes(second), size=extractor.input_size)[np.newaxis])[0]
     np.testing.assert_allclose(FeatureVector.objects.get(object_id=first).as_array(), newer_vector, rtol=1e-6)
+
+
+def test_a_product_deleted_and_saved_again_before_its_delete_task_ran_keeps_its_vector(
+    settings, catalog_rows, django_capture_on_commit_callbacks
+):
+    """A shop whose keys are SKUs deletes a product and saves it again at once; the delete's task runs
+    last (two workers, bench/faults.py's two-workers case found it): it must not take the vector of
+    the product that is back, and the save must not trust a row the delete's task is about to remove."""
+    use_fake_extractor(settings, NEIGHBOURS=K)
+    pids = [pid for pid, row in catalog_rows.items() if row["Gender"] == "Men"][:3]
+    products = []
+    with queue.paused():
+        for pid in pids:
+            product = Product(pk=int(pid), title=pid, gender="Men")
+            product.image.save(f"{pid}.jpg", ContentFile(photo_bytes(pid)), save=False)
+            product.save()
+            products.append(product)
+    indexing.index_many(products)
+    back = products[0]
+    photo = back.image.name
+    with django_capture_on_commit_callbacks(execute=False) as delete_task:
+        back.delete()
+    assert len(delete_task) == 1
+    # Until its task has run, the deleted product's row is no vector to trust.
+    assert FeatureVector.objects.get(object_id=pids[0]).status == "pending"
+    again = Product(pk=int(pids[0]), title=pids[0], gender="Men", image=photo)  # the same photo
+    with django_capture_on_commit_callbacks(execute=True):
+        again.save()
+    assert FeatureVector.objects.get(object_id=pids[0]).status == "ready"  # its own task ran (eagerly)
+    delete_task[0]()  # the delete's task, last
+    row = FeatureVector.objects.get(object_id=pids[0])
+    assert row.status == "ready" and row.list_radius is not None
+    assert pids[0] in stored_lists()[pids[1]]
