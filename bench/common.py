@@ -43,21 +43,28 @@ def catalog_rows(limit: int | None = None) -> list[dict[str, str]]:
     return rows[:limit] if limit else rows
 
 
-def load_catalog(limit: int | None = None) -> int:
-    """Bulk-create Products pointing at the catalog's photos (no signals, no indexing)."""
+def load_catalog(limit: int | None = None, *, rows: list[dict[str, str]] | None = None) -> int:
+    """Bulk-create Products pointing at the catalog's photos (no signals, no indexing).
+
+    The first ``limit`` rows of the catalog, or the given ``rows``.
+    """
+    from visual_recs.models import Product
+
+    products = [product_of(row) for row in (catalog_rows(limit) if rows is None else rows)]
+    Product.objects.bulk_create(products, batch_size=500)
+    return len(products)
+
+
+def product_of(row: dict[str, str]):
+    """An unsaved bundled Product for a catalog row, its photo read in place under ``CATALOG_DIR``."""
     from visual_recs.catalog import FIELD_OF_COLUMN
     from visual_recs.models import Product
 
-    products = [
-        Product(
-            pk=int(row["ProductId"]),
-            image=f"images/{row['Image']}",
-            **{name: row[column] for column, name in FIELD_OF_COLUMN.items()},
-        )
-        for row in catalog_rows(limit)
-    ]
-    Product.objects.bulk_create(products, batch_size=500)
-    return len(products)
+    return Product(
+        pk=int(row["ProductId"]),
+        image=f"images/{row['Image']}",
+        **{name: row[column] for column, name in FIELD_OF_COLUMN.items()},
+    )
 
 
 def median(values) -> float:

@@ -16,7 +16,7 @@ from django.db import connection
 
 from tests.celery_app import app as celery_app
 from tests.conftest import ids_of
-from tests.processes import stop
+from tests.processes import stop, wait_for
 from visual_recs import tasks
 from visual_recs.models import FeatureVector, SimilarItem
 
@@ -25,17 +25,6 @@ pytestmark = [pytest.mark.celery_worker, pytest.mark.slow, pytest.mark.django_db
 BROKER_URL = django_settings.CELERY_BROKER_URL
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 REPO = Path(__file__).resolve().parents[1]
-
-
-def wait_for(condition, *, timeout: float, what: str):
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 @contextmanager

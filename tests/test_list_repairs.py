@@ -16,9 +16,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import use_fake_extractor
+from tests.lists import stored_lists, true_lists
 from visual_recs import indexing, queue, registry
 from visual_recs.backends import get_index
-from visual_recs.backends.base import euclidean
 from visual_recs.models import FeatureVector, Product, SimilarItem
 
 pytestmark = pytest.mark.django_db
@@ -81,26 +81,11 @@ class Catalog:
         indexing.unindex(registry.get("products"), object_id)
 
     def expected_lists(self) -> dict[str, list[str]]:
-        lists = {}
-        for source_id, source in self.products.items():
-            candidates = [
-                object_id
-                for object_id, product in self.products.items()
-                if product.gender == source.gender and product.is_active and object_id != source_id
-            ]
-            if not candidates:
-                continue
-            distances = euclidean(np.stack([self.vectors[c] for c in candidates]), self.vectors[source_id])
-            ranked = sorted(zip(distances.tolist(), candidates))[:K]
-            lists[source_id] = [object_id for _, object_id in ranked]
-        return lists
-
-
-def stored_lists() -> dict[str, list[str]]:
-    lists: dict[str, list[str]] = {}
-    for source, target in SimilarItem.objects.order_by("source_id", "distance", "target_id").values_list("source_id", "target_id"):
-        lists.setdefault(source, []).append(target)
-    return lists
+        objects = {
+            object_id: (product.gender, product.is_active, self.vectors[object_id])
+            for object_id, product in self.products.items()
+        }
+        return true_lists(objects, K)
 
 
 def assert_lists_are_true(catalog: Catalog, step: str) -> None:

@@ -72,6 +72,11 @@ def _mark_pending(content_type, object_id: str, partition: str, sha256: str) -> 
 def _on_delete(sender, instance, **kwargs) -> None:
     if is_paused():
         return
+    # Until the delete's task has run, the row is no vector to trust: a save of the same key meanwhile
+    # (a shop whose keys are SKUs) then queues its own indexing instead of keeping a row that task removes.
+    FeatureVector.objects.filter(
+        content_type=registry.for_model(sender).content_type, object_id=str(instance.pk)
+    ).update(status=FeatureVector.Status.PENDING, image_sha256="")
     _enqueue_on_commit(tasks.unindex_object, instance)
 
 

@@ -59,10 +59,10 @@ def index_batch(self, app_label: str, model_name: str, pks: list, force: bool = 
 
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-def unindex_object(self, app_label: str, model_name: str, pk) -> None:
-    """Remove a deleted object's vector and its place in every neighbour list."""
+def unindex_object(self, app_label: str, model_name: str, pk) -> str:
+    """Remove a deleted object's vector and its place in every neighbour list ("back": saved again since)."""
     try:
-        indexing.unindex(registry.for_content_type(app_label, model_name), str(pk))
+        return "removed" if indexing.unindex(registry.for_content_type(app_label, model_name), str(pk)) else "back"
     except TRANSIENT_ERRORS as exc:
         raise _retry(self, exc) from exc
 

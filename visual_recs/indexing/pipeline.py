@@ -417,8 +417,12 @@ def _affects_lists(job: _Job, model_id: str) -> bool:
     return was_ready and (existing.partition != job.partition or existing.listed != job.listed)
 
 
-def unindex(indexed_model: IndexedModel, object_id: str) -> None:
-    """Forget an object: its vector, its index entry, its list, and its place in other lists (repaired)."""
+def unindex(indexed_model: IndexedModel, object_id: str) -> bool:
+    """Forget a deleted object: its vector, its index entry, its list, and its place in other lists (repaired).
+
+    Returns False, and forgets nothing, when an object of that key exists again (deleted, then
+    saved anew before this ran): that save's own task indexes it.
+    """
     object_id = str(object_id)
     content_type = indexed_model.content_type
     rows = FeatureVector.objects.filter(content_type=content_type, object_id=object_id)
@@ -426,9 +430,13 @@ def unindex(indexed_model: IndexedModel, object_id: str) -> None:
         indexed_model, {object_id}
     )
     with neighbours.locked(indexed_model, partitions):
+        # Looked at under the lock: a task indexing the object that is back waits for it.
+        if indexed_model.all().filter(pk=indexed_model.model._meta.pk.to_python(object_id)).exists():
+            return False
         rows.delete()
         get_index().remove(neighbours.current_collection(indexed_model), [object_id])
     neighbours.repair_lists(indexed_model, [object_id])
+    return True
 
 
 def rebuild_index(indexed_model: IndexedModel, *, progress: Callable[[int], None] | None = None) -> int:
