@@ -67,7 +67,7 @@ def test_no_forwarding_header_makes_one_client_many(live_server, settings, api_c
 @pytest.mark.xfail(
     strict=True,
     reason="DRF's SimpleRateThrottle reads the client's history, then writes it back: two requests "
-    "between those steps both see the last free place (bench/abuse.py: 31-32 of 60 served at 30/minute). "
+    "between those steps both see the last free place (bench/abuse.py: 32 to 42 of 60 served at 30/minute). "
     "Strict: fixing the throttle makes this pass and the marker must go.",
 )
 def test_two_searches_at_once_cannot_both_take_the_last_place(rf, settings, api_cache, monkeypatch):
