@@ -1,26 +1,32 @@
-"""Shared set-up of the benchmarks: Django on a throwaway SQLite database, the sample catalog."""
+"""Shared set-up of the benchmarks: Django on a throwaway SQLite database, the sample catalog,
+the demo shop under gunicorn and the requests sent to it."""
 
 from __future__ import annotations
 
 import csv
+import http.client
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG_DIR = Path(os.environ.get("CATALOG_DIR", REPO.parent / "shared/data/fashion-images"))
 
 
-def setup_django(**settings_overrides) -> Path:
-    """Configure Django with the demo shop's settings on a new SQLite file; returns its directory."""
+def setup_django(settings_module: str = "demo_shop.settings", **settings_overrides) -> Path:
+    """Configure Django with the demo shop's settings (or ``settings_module``) on a new SQLite file; returns its directory."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     workdir = Path(tempfile.mkdtemp(prefix="visual-recs-bench-"))
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
     os.environ["MEDIA_ROOT"] = str(CATALOG_DIR)  # photos are read in place, never copied
     os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_shop.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     # DEBUG on, as when the published figures were measured (it was the settings' default then);
     # it also lets the settings load without a DJANGO_SECRET_KEY, with a throwaway one.
     os.environ.setdefault("DJANGO_DEBUG", "1")
@@ -69,3 +75,102 @@ def product_of(row: dict[str, str]):
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+# --- the demo shop under gunicorn ------------------------------------------------------------
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Answer(NamedTuple):
+    seconds: float
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def send(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+    """One request on a new connection (sync workers close each), timed from connect to the last byte."""
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (e.g. 413 from the declared length) and closed before the body was sent
+        response = conn.getresponse()
+        content = response.read()
+    finally:
+        conn.close()
+    return Answer(time.perf_counter() - started, response.status, response.headers, content)
+
+
+def get(port: int, path: str) -> tuple[float, int, bytes]:
+    """``GET path``: (seconds, status, body)."""
+    answer = send(port, "GET", path)
+    return answer.seconds, answer.status, answer.body
+
+
+class Gunicorn:
+    """The demo shop under gunicorn on loopback, with the environment of this process; stopped on exit.
+
+    Sync workers by default; ``threads`` > 1 makes them gthread workers, each serving that
+    many requests at once.
+    """
+
+    def __init__(self, workers: int, log: Path, threads: int = 1):
+        self.port = free_port()
+        self.log = open(log, "w")
+        # The access log holds each request's time inside the worker (%(D)s, microseconds): no queueing.
+        self.access_log = log.with_suffix(".access.log")
+        worker_class = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "demo_shop.wsgi:application", "--workers", str(workers), *worker_class,
+             "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning",
+             "--access-logfile", str(self.access_log), "--access-logformat", "%(D)s"],
+            cwd=REPO, env=os.environ.copy(), stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.workers = workers
+
+    def wait_ready(self, path: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited ({self.process.returncode}); see {self.log.name}")
+            try:
+                if get(self.port, path)[1] == 200 and len(self.worker_pids()) == self.workers:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer within {timeout} s; see {self.log.name}")
+
+    def worker_pids(self) -> list[int]:
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
+
+    def server_times(self) -> list[float]:
+        """Seconds each request logged so far spent in a worker, in the order they were logged."""
+        return [int(line) / 1e6 for line in self.access_log.read_text().split()]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()

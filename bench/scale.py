@@ -45,14 +45,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import platform
 import re
 import secrets
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -62,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import CATALOG_DIR, REPO, catalog_rows
+from common import CATALOG_DIR, REPO, Gunicorn, catalog_rows, get, rss_mb
 
 VAR = REPO / "var" / "bench"
 GENDERS = ("Men", "Women", "Boys", "Girls")
@@ -82,14 +79,6 @@ LOAD_BATCH = 2000
 def ms(seconds: list[float], q: float) -> float:
     """The ``q``-th percentile of ``seconds``, in milliseconds."""
     return float(np.percentile(np.asarray(seconds) * 1000, q)) if seconds else float("nan")
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident memory of a process (VmRSS), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 # --- the catalog -----------------------------------------------------------------------------
@@ -409,73 +398,6 @@ def list_recall(catalog: Catalog, sample: np.ndarray) -> tuple[list[float], np.n
 
 
 # --- the web ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(port: int, path: str) -> tuple[float, int, bytes]:
-    """One request on a new connection (sync workers close each): (seconds, status, body)."""
-    started = time.perf_counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-    finally:
-        conn.close()
-    return time.perf_counter() - started, response.status, body
-
-
-class Gunicorn:
-    """The demo shop under gunicorn with sync workers on loopback, stopped on exit."""
-
-    def __init__(self, workers: int, log: Path):
-        self.port = free_port()
-        self.log = open(log, "w")
-        # The access log holds each request's time inside the worker (%(D)s, microseconds): no queueing.
-        self.access_log = log.with_suffix(".access.log")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "demo_shop.wsgi:application", "--workers", str(workers),
-             "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning",
-             "--access-logfile", str(self.access_log), "--access-logformat", "%(D)s"],
-            cwd=REPO, env=os.environ.copy(), stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self.workers = workers
-
-    def wait_ready(self, path: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({self.process.returncode}); see {self.log.name}")
-            try:
-                if get(self.port, path)[1] == 200 and len(self.worker_pids()) == self.workers:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer within {timeout} s; see {self.log.name}")
-
-    def worker_pids(self) -> list[int]:
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return [int(child) for child in children]
-
-    def server_times(self) -> list[float]:
-        """Seconds each request logged so far spent in a worker, in the order they were logged."""
-        return [int(line) / 1e6 for line in self.access_log.read_text().split()]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
 
 
 def closed_loop(port: int, paths: list[str], clients: int) -> tuple[list[float], float, int]:

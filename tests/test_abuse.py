@@ -1,0 +1,180 @@
+"""Hostile clients, quickly: the suite's side of the abuse run (``python -m bench.abuse``).
+
+- Spoofed forwarding headers over a real socket (the live server): test_api.py shows with the
+  test client that ``X-Forwarded-For`` is ignored; here every header a proxy might set, sent
+  as a client would, never makes another client of one.
+- schemathesis feeds every operation of the API's OpenAPI schema generated valid and invalid
+  input (a fixed number of examples, derandomized): no answer may be a 5xx or a status the
+  schema does not document.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+
+import pytest
+import schemathesis
+from django.contrib.auth.models import User
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import status_code_conformance
+
+from tests.conftest import ids_of
+
+API = "/api/visual-recs"
+
+# What proxies, CDNs and load balancers set for the client's address; a client may send them all.
+SPOOFING_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded", "Client-IP", "True-Client-IP", "CF-Connecting-IP")
+
+
+def post_without_photo(base_url: str, headers: dict[str, str]) -> int:
+    """A search with no photo over a real connection: 400 when it gets past the throttle, 429 when not."""
+    boundary = uuid.uuid4().hex
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="limit"\r\n\r\n3\r\n--{boundary}--\r\n'.encode()
+    request = urllib.request.Request(
+        f"{base_url}{API}/products/search/",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **headers},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_no_forwarding_header_makes_one_client_many(live_server, settings, api_cache):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "3/minute"}}
+    codes = []
+    for n, header in enumerate(SPOOFING_HEADERS * 2):
+        address = f"203.0.113.{n + 1}"
+        value = f"for={address}" if header == "Forwarded" else address
+        codes.append(post_without_photo(live_server.url, {header: value}))
+    # Refused searches count too: the throttle runs before the upload is read.
+    assert codes == [400] * 3 + [429] * (2 * len(SPOOFING_HEADERS) - 3)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DRF's SimpleRateThrottle reads the client's history, then writes it back: two requests "
+    "between those steps both see the last free place (bench/abuse.py: 32 to 42 of 60 served at 30/minute). "
+    "Strict: fixing the throttle makes this pass and the marker must go.",
+)
+def test_two_searches_at_once_cannot_both_take_the_last_place(rf, settings, api_cache, monkeypatch):
+    from django.contrib.auth.models import AnonymousUser
+    from django.core.cache import caches
+
+    from visual_recs.api.throttling import SearchRateThrottle
+    from visual_recs.api.views import SearchByImageView
+
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "1/minute"}}
+    request = rf.post(f"{API}/products/search/")
+    request.user = AnonymousUser()
+    allowed: list[bool] = []
+
+    def search_arrives() -> None:
+        allowed.append(SearchRateThrottle().allow_request(request, SearchByImageView))
+
+    # The second search runs right after the first one's first cache operation, as it can when
+    # two gunicorn threads or workers serve one client at once: whatever the throttle's steps are.
+    cache = caches["default"]
+    interleaved: list[bool] = []
+    for name in ("get", "get_many", "add", "incr", "set", "touch"):
+        real = getattr(cache, name)
+
+        def first_step_then_the_other_search(*args, _real=real, **kwargs):
+            result = _real(*args, **kwargs)
+            if not interleaved:
+                interleaved.append(True)
+                search_arrives()
+            return result
+
+        monkeypatch.setattr(cache, name, first_step_then_the_other_search)
+    search_arrives()
+    assert sorted(allowed) == [False, True]
+
+
+# --- schema fuzzing -----------------------------------------------------------------------
+
+MAX_EXAMPLES = 25  # per operation and phase: a few seconds for the three operations
+
+
+@pytest.fixture
+def connection_kept_open():
+    """As Django's test client does: a request's start and end do not close the test's database connection."""
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
+
+
+@pytest.fixture
+def api_schema(db, fake_extractor, catalog_rows, make_catalog, api_cache, settings, connection_kept_open):
+    """The API's schema, served in-process; generated requests mostly name a shown product.
+
+    Search is not throttled here, so that generated uploads reach the view's validation; the
+    status endpoint is called as staff (a session cookie), so its 200 is reached too.
+    """
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": None}}
+    products = make_catalog(ids_of(catalog_rows, gender="Men", count=4) + ids_of(catalog_rows, gender="Women", count=4))
+    config = schemathesis.Config.from_dict(
+        {
+            "dictionaries": {"keys": {"values": ["products"]}, "ids": {"values": [str(p.pk) for p in products]}},
+            "parameters": {
+                "path.key": {"dictionary": "keys", "probability": 0.7},
+                "path.id": {"dictionary": "ids", "probability": 0.7},
+            },
+        }
+    )
+    return schemathesis.openapi.from_wsgi(f"{API}/schema/?format=json", get_wsgi_application(), config=config)
+
+
+@pytest.fixture
+def staff_session(db) -> dict[str, str]:
+    client = Client()
+    client.force_login(User.objects.create_user("staff", is_staff=True))
+    return {"sessionid": client.cookies["sessionid"].value}
+
+
+def test_no_generated_request_gets_a_5xx_or_an_undocumented_status(api_schema, staff_session):
+    # One hypothesis run per operation and mode, not schemathesis' pytest plugin (@schema.parametrize),
+    # whose lazy fixture loading breaks on pytest 9.
+    answered: Counter = Counter()
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            # Valid requests come from signed-in staff; invalid ones may break the session cookie too.
+            cookies = staff_session if mode is GenerationMode.POSITIVE else None
+
+            @given(case=operation.as_strategy(generation_mode=mode, cookies=cookies))
+            @hypothesis_settings(
+                max_examples=MAX_EXAMPLES,
+                derandomize=True,  # the same requests on every run
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            def call(case) -> None:
+                response = case.call_and_validate(checks=[not_a_server_error, status_code_conformance])
+                answered[(operation.label, response.status_code)] += 1
+
+            call()
+    statuses = {label: {code for (name, code) in answered if name == label} for label, _ in answered}
+    # Every operation was reached past its 404s: the fuzzing got to the views' own validation.
+    assert statuses == {
+        f"GET {API}/{{key}}/{{id}}/similar/": {200, 400, 404},
+        f"POST {API}/{{key}}/search/": {400, 404},
+        f"GET {API}/status/": {200, 403},
+    }
