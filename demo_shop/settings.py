@@ -132,6 +132,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One ResNet50 per worker process; a worker does one batch at a time and TensorFlow uses the cores.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker that dies (killed, out of memory, the machine lost) leaves its batch unacknowledged;
+# Redis gives it to another worker after this many seconds (Celery's default: an hour). Longer
+# than any one batch takes, or a slow batch would run twice (harmless, but wasted).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 900}
 CELERY_BEAT_SCHEDULE = {
     "visual-recs-sweep": {"task": "visual_recs.tasks.sweep", "schedule": 300.0, "options": {"queue": "visual_recs"}},
 }
