@@ -65,3 +65,8 @@ class VectorError(VisualRecsError, ValueError):
 
 class IndexUnavailable(VisualRecsError):
     """The configured index backend cannot be used (e.g. the database lacks its extension)."""
+
+
+class LearningError(VisualRecsError, ValueError):
+    """A projection cannot be learned from these features and labels; ``str()`` says why, in terms
+    of the catalog (which field, how many products), so a merchandiser can fix the labels."""

@@ -46,6 +46,10 @@ class ResNet50Extractor(BaseExtractor):
     - ``input_size``: side of the square input, a multiple of 32 (224 as trained).
     - ``fit``: "squash" (what Keras' load_img does) or "letterbox" (keeps the aspect, white pad).
     - ``batch_size``: images per forward pass.
+    - ``flip_average``: average each photo's features with those of its mirror image. A
+      product and its mirror twin (a left and a right shoe, a model turned the other way) then
+      get the same vector, and the network's left/right noise halves; it costs a second
+      forward pass per photo. Off by default; part of ``model_id`` when on.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class ResNet50Extractor(BaseExtractor):
         input_size: int = 224,
         fit: str = "squash",
         batch_size: int = 32,
+        flip_average: bool = False,
     ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}.")
@@ -68,6 +73,7 @@ class ResNet50Extractor(BaseExtractor):
         self.input_size = (input_size, input_size)
         self.fit = fit
         self.batch_size = int(batch_size)
+        self.flip_average = bool(flip_average)
 
     def weights_source(self) -> str:
         """The weights file Keras will load, or "imagenet" for Keras' own download."""
@@ -77,7 +83,9 @@ class ResNet50Extractor(BaseExtractor):
     def model_id(self) -> str:
         source = self.weights_source()
         weights_tag = "keras-imagenet" if source == "imagenet" else _weights_hash(source)[:12]
-        return f"resnet50:{self.pooling}:{self.input_size[0]}:{self.fit}:{weights_tag}"
+        # ":flip" only when on, so vectors stored before the option existed stay current.
+        flip_tag = ":flip" if self.flip_average else ""
+        return f"resnet50:{self.pooling}:{self.input_size[0]}:{self.fit}{flip_tag}:{weights_tag}"
 
     @property
     def dims(self) -> int:
@@ -115,6 +123,11 @@ class ResNet50Extractor(BaseExtractor):
         out = np.empty((len(images), self.dims), dtype=np.float32)
         for start in range(0, len(images), self.batch_size):
             batch = preprocess_input(images[start : start + self.batch_size].astype(np.float32))
-            features = network.predict_on_batch(batch)
-            out[start : start + len(batch)] = np.asarray(features, dtype=np.float32).reshape(len(batch), -1)
+            features = np.asarray(network.predict_on_batch(batch), dtype=np.float32)
+            if self.flip_average:
+                mirrored = np.asarray(network.predict_on_batch(batch[:, :, ::-1]), dtype=np.float32)
+                if mirrored.ndim == 4:  # flatten: mirror the maps back so each cell meets its own
+                    mirrored = mirrored[:, :, ::-1]
+                features = (features + mirrored) / 2
+            out[start : start + len(batch)] = features.reshape(len(batch), -1)
         return out
