@@ -50,12 +50,31 @@ def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 errors.append(
                     _error(f"{where}: {model._meta.label} has no field {partition_field!r}.", "visual_recs.E003")
                 )
+        errors.extend(_check_learn_from(where, model, options.get("learn_from")))
         try:
             # Builds the query without running it: an unknown field or lookup raises here.
             str(model._default_manager.filter(**(options.get("filter") or {})).query)
         except (FieldError, TypeError, ValueError) as exc:
             errors.append(_error(f"{where}['filter'] is not a valid filter: {exc}", "visual_recs.E004"))
     return errors
+
+
+def _check_learn_from(where: str, model, learn_from) -> list[checks.CheckMessage]:
+    """Each ``learn_from`` name must be a field or an attribute of the model."""
+    if learn_from is None:
+        return []
+    if isinstance(learn_from, str) or not all(isinstance(name, str) for name in learn_from):
+        return [_error(f"{where}['learn_from'] must be a list of field names, not {learn_from!r}.", "visual_recs.E010")]
+    field_names = {f.name for f in model._meta.get_fields()} | {f.attname for f in model._meta.concrete_fields}
+    return [
+        _error(
+            f"{where}['learn_from']: {model._meta.label} has no field or attribute {name!r}.",
+            "visual_recs.E010",
+            hint="Name a field (e.g. 'product_type'), a property or a method of the model.",
+        )
+        for name in learn_from
+        if name not in field_names and not hasattr(model, name)
+    ]
 
 
 @checks.register()

@@ -203,3 +203,34 @@ class ExactIndexChange(models.Model):
         verbose_name = _("exact index change")
         verbose_name_plural = _("exact index changes")
         indexes = [models.Index(fields=["collection", "partition", "id"], name="visual_recs_exact_change")]
+
+
+class Fit(models.Model):
+    """A projection learned from a registered model's stored vectors and its labels (``learn_from``).
+
+    Immutable once made. The newest completed fit of a model and extractor is its current one:
+    the index then holds every vector as the fit maps it, in a collection of the fit's own
+    (``indexing.space``), so vectors and lists of different fits never mix. ``completed_at``
+    is set once that collection and the lists are built; a fit that failed or was stopped
+    before is never current.
+    """
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    model_id = models.CharField(max_length=200, help_text=_("The extractor whose vectors it was fitted on."))
+    fields = models.JSONField(help_text=_("The fields (learn_from) whose labels it learned."))
+    version = models.CharField(max_length=64, help_text=_("Changes whenever the vectors it makes would."))
+    data = models.BinaryField(editable=False)
+    products = models.PositiveIntegerField(help_text=_("Products it was fitted on."))
+    seconds = models.FloatField(help_text=_("How long learning the projection took."))
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When its index and lists were built: from then on it is current.")
+    )
+
+    class Meta:
+        verbose_name = _("fit")
+        verbose_name_plural = _("fits")
+        indexes = [models.Index(fields=["content_type", "model_id", "completed_at"], name="visual_recs_fit_current")]
+
+    def __str__(self) -> str:
+        return f"{self.content_type.model} fit {self.version} ({', '.join(self.fields)})"

@@ -27,6 +27,8 @@ class IndexedModel:
     image_field: str
     partition_field: str | None = None
     filter: dict[str, Any] = field(default_factory=dict)
+    #: Fields (or attributes, or methods) whose values ``visual_recs_fit`` learns from.
+    learn_from: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -74,6 +76,20 @@ class IndexedModel:
         value = self.model._meta.get_field(self.partition_field).value_from_object(obj)
         return "" if value is None else str(value)
 
+    def labels_of(self, obj: models.Model) -> dict[str, str]:
+        """The ``learn_from`` labels of ``obj``, each as a string ("" when blank).
+
+        A name is a field (its stored value, not a choice's label, as partitions are), or any
+        attribute or method of the model (a method is called with no arguments).
+        """
+        labels = {}
+        for name in self.learn_from:
+            value = getattr(obj, name, None)
+            if callable(value):
+                value = value()
+            labels[name] = "" if value is None else str(value).strip()
+        return labels
+
     def all(self) -> models.QuerySet:
         """Every object of the model, shown or not."""
         return self.model._default_manager.all()
@@ -95,6 +111,7 @@ def _resolve(key: str, options: dict[str, Any]) -> IndexedModel:
         image_field=options.get("image_field", "image"),
         partition_field=options.get("partition_field"),
         filter=dict(options.get("filter") or {}),
+        learn_from=tuple(options.get("learn_from") or ()),
     )
 
 

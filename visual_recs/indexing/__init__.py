@@ -9,11 +9,13 @@ and the write path a worker runs are visibly apart:
 - ``neighbours``: the stored neighbour lists, repaired as vectors change (``rebuild_partition``);
 - ``reading``: what a page shows (``recommendations``, ``similar_to``, ``index_states``);
 - ``search``: search by photo (``search_by_image``, ``search_by_vector``);
-- ``status``: counts for staff and what the sweep must do (``index_overview``, ``objects_needing_work``).
+- ``status``: counts for staff and what the sweep must do (``index_overview``, ``objects_needing_work``);
+- ``space`` and ``fitting``: the space the index searches, learned from the catalog's labels (``fit``).
 """
 
 from __future__ import annotations
 
+from .fitting import FitSummary, current_fit, fit
 from .neighbours import (
     current_collection,
     locked,
@@ -36,17 +38,23 @@ from .pipeline import (
 )
 from .reading import NO_IMAGE, STATUSES, IndexState, Recommendations, Similar, index_states, recommendations, similar_to
 from .search import refuse_oversized_upload, search_by_image, search_by_vector
+from .space import Space, current_space
 from .status import index_overview, objects_needing_work
 
 __all__ = [
     "NO_IMAGE",
     "STATUSES",
     "IndexState",
+    "FitSummary",
     "Reconciled",
     "Recommendations",
     "Similar",
+    "Space",
     "Summary",
     "current_collection",
+    "current_fit",
+    "current_space",
+    "fit",
     "index",
     "index_many",
     "index_overview",

@@ -40,6 +40,7 @@ from ..backends.base import BaseIndex, Hit, euclidean
 from ..conf import app_settings
 from ..models import FeatureVector, IndexStatus, SimilarItem
 from ..registry import IndexedModel
+from .space import current_space
 from ..utils import chunked
 
 #: Above this share of a partition changed at once, rebuilding all its lists is cheaper than repairs.
@@ -105,8 +106,8 @@ def partition_lock_key(indexed_model: IndexedModel, partition: str) -> int:
 
 
 def current_collection(indexed_model: IndexedModel) -> str:
-    """The collection of the configured extractor's vectors of this model."""
-    return indexed_model.collection(get_extractor().model_id)
+    """The collection of this model's current search space (see ``space``)."""
+    return current_space(indexed_model).collection
 
 
 def ready_rows(indexed_model: IndexedModel):
@@ -368,15 +369,16 @@ def _delete_lists(indexed_model: IndexedModel, source_ids: Iterable[str]) -> Non
 # --- full rebuilds ----------------------------------------------------------------------
 
 
-def rebuild_partition(indexed_model: IndexedModel, partition: str) -> int:
+def rebuild_partition(indexed_model: IndexedModel, partition: str, *, collection: str | None = None) -> int:
     """Recompute every list of one partition from the index; returns how many lists were written.
 
-    For a new extractor, a new ``NEIGHBOURS`` or a new index. Each batch of lists is computed
+    For a new extractor, a new ``NEIGHBOURS``, a new index, or a new fit (whose ``collection``
+    is built before it becomes current; default: the current one). Each batch of lists is computed
     and written under the partition's lock, in its own transaction (within the caller's, if
     there is one), so saves may go on between batches and no batch sees half of another.
     """
     index = get_index()
-    collection = current_collection(indexed_model)
+    collection = collection or current_collection(indexed_model)
     k = app_settings.NEIGHBOURS
     content_type = indexed_model.content_type
     with partition_lock(indexed_model, partition):

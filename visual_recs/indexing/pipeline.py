@@ -14,7 +14,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from django.db import models
@@ -29,6 +29,7 @@ from ..models import FeatureVector, IndexStatus
 from ..registry import IndexedModel
 from ..utils import chunked
 from . import neighbours
+from .space import Space, current_space
 
 logger = logging.getLogger(__name__)
 
@@ -320,9 +321,11 @@ def _refuse_bad_vectors(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
 
 
 def _write_index(indexed_model: IndexedModel, jobs: list[_Job], model_id: str) -> None:
-    """Add the batch's vectors (and moved or shown/hidden ones) to the index; remove those that left it."""
+    """Add the batch's vectors (and moved or shown/hidden ones) to the index, mapped into the
+    current space; remove those that left it."""
     index = get_index()
-    collection = indexed_model.collection(model_id)
+    space = current_space(indexed_model)
+    collection = space.collection
     moved_ids = [job.object_id for job in jobs if job.outcome == "unchanged"]
     stored = dict(
         FeatureVector.objects.filter(content_type=indexed_model.content_type, object_id__in=moved_ids).values_list(
@@ -337,7 +340,8 @@ def _write_index(indexed_model: IndexedModel, jobs: list[_Job], model_id: str) -
             vector = np.frombuffer(bytes(stored[job.object_id]), dtype="<f4")
             entries.append(Entry(job.object_id, job.partition, job.listed, vector))
     if entries:
-        index.add(collection, entries)
+        mapped = space.to_index(np.stack([entry.vector for entry in entries]))
+        index.add(collection, [replace(entry, vector=vector) for entry, vector in zip(entries, mapped)])
     removed = [job.object_id for job in jobs if job.outcome in ("failed", "no_image")]
     if removed:
         index.remove(collection, removed)
@@ -439,28 +443,33 @@ def unindex(indexed_model: IndexedModel, object_id: str) -> bool:
     return True
 
 
-def rebuild_index(indexed_model: IndexedModel, *, progress: Callable[[int], None] | None = None) -> int:
+def rebuild_index(
+    indexed_model: IndexedModel, *, space: Space | None = None, progress: Callable[[int], None] | None = None
+) -> int:
     """Fill the configured index from the stored vectors, then recompute every list; returns the vectors loaded.
 
-    For a new index backend (or one that lost its data): the ``FeatureVector`` rows of the
-    configured extractor are the source, so no photo is read and no network runs. The
-    collection is emptied first, loaded in batches, then each partition's lists are rebuilt.
-    ``progress`` is called with the number of vectors loaded after each batch.
+    For a new index backend (or one that lost its data), or a new fit (``space``, default the
+    current one): the ``FeatureVector`` rows of the configured extractor are the source, so no
+    photo is read and no network runs. The collection is emptied first, loaded in batches,
+    then each partition's lists are rebuilt. ``progress`` is called with the number of vectors
+    loaded after each batch.
     """
     index = get_index()
     ensure_schema = getattr(index, "ensure_schema", None)
     if ensure_schema is not None:
         ensure_schema()
-    collection = neighbours.current_collection(indexed_model)
+    space = space or current_space(indexed_model)
+    collection = space.collection
     ready = neighbours.ready_rows(indexed_model).order_by("pk")
     rows = ready.values_list("object_id", "partition", "listed", "vector").iterator(chunk_size=LOAD_BATCH)
     partitions: set[str] = set()
     loaded = 0
     index.clear(collection)
     for batch in chunked(rows, LOAD_BATCH):
+        mapped = space.to_index(np.stack([np.frombuffer(bytes(vector), dtype="<f4") for *_, vector in batch]))
         entries = [
-            Entry(object_id, partition, listed, np.frombuffer(bytes(vector), dtype="<f4"))
-            for object_id, partition, listed, vector in batch
+            Entry(object_id, partition, listed, vector)
+            for (object_id, partition, listed, _), vector in zip(batch, mapped)
         ]
         with neighbours.locked(indexed_model, {entry.partition for entry in entries}):
             index.add(collection, entries)
@@ -469,7 +478,7 @@ def rebuild_index(indexed_model: IndexedModel, *, progress: Callable[[int], None
         if progress is not None:
             progress(len(entries))
     for partition in sorted(partitions):
-        neighbours.rebuild_partition(indexed_model, partition)
+        neighbours.rebuild_partition(indexed_model, partition, collection=collection)
     return loaded
 
 

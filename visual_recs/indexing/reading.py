@@ -19,6 +19,7 @@ from ..backends import get_extractor, get_index
 from ..conf import app_settings
 from ..models import FeatureVector, IndexStatus, SimilarItem
 from ..registry import IndexedModel
+from .space import current_space
 
 Status = IndexStatus
 
@@ -157,7 +158,7 @@ def _hits_from_index(
 ) -> list[_Hit] | None:
     """The neighbours of a ready vector asked of the index (one query); None if the index lacks it (stale)."""
     index = get_index()
-    collection = indexed_model.collection(get_extractor().model_id)
+    collection = current_space(indexed_model).collection
     vector = index.vectors(collection, [object_id]).get(object_id)
     if vector is None:
         return None

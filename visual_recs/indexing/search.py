@@ -20,6 +20,7 @@ from ..images import ImageSource, decode_image, read_image_bytes
 from ..models import FeatureVector, IndexStatus
 from ..registry import IndexedModel
 from .reading import Similar, _Hit, _shown
+from .space import current_space
 
 #: What a multipart form may add around the photo (boundaries, headers, the other fields).
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -103,10 +104,12 @@ def search_by_vector(
 
 def _search(indexed_model: IndexedModel, query: np.ndarray, partition: str | None, limit: int) -> list[Similar]:
     """One index query: in ``partition``, or (None) in the whole collection, which is every partition's nearest merged."""
-    collection = indexed_model.collection(get_extractor().model_id)
+    space = current_space(indexed_model)
+    query = space.to_index(query[np.newaxis])[0]  # into the space the index holds
     # Room for objects filtered out since they were indexed, as the stored lists keep.
     k = limit + app_settings.NEIGHBOURS
-    hits = [_Hit(hit.object_id, hit.distance, partition) for hit in get_index().search(collection, partition, query, k)]
+    found = get_index().search(space.collection, partition, query, k)
+    hits = [_Hit(hit.object_id, hit.distance, partition) for hit in found]
     return _shown(indexed_model, hits, limit, duplicates_of=set())
 
 

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from visual_recs import indexing, registry
-from visual_recs.exceptions import NotRegistered
+from visual_recs import indexing
 from visual_recs.management.progress import progress_bar
+from visual_recs.management.selection import selected_models
 
 
 class Command(BaseCommand):
@@ -17,10 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--model", dest="key", help="Key in VISUAL_RECS['MODELS'] (default: every model).")
 
     def handle(self, *args, key=None, **options):
-        try:
-            selected = [registry.get(key)] if key else list(registry.indexed_models().values())
-        except NotRegistered as exc:
-            raise CommandError(str(exc)) from exc
+        selected = selected_models(key)
         for indexed_model in selected:
             total = indexing.neighbours.ready_rows(indexed_model).count()
             with progress_bar(self.stderr, total=total, desc=f"Loading {indexed_model.key}", unit="vec") as bar:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from visual_recs import indexing, registry
+from visual_recs import indexing
 from visual_recs.conf import app_settings
-from visual_recs.exceptions import NotRegistered
 from visual_recs.management.progress import index_here, progress_bar
+from visual_recs.management.selection import selected_models
 from visual_recs.queue import enqueue_indexing
 
 
@@ -26,10 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=64, help="Objects per queued task (default 64).")
 
     def handle(self, *args, key=None, partition=None, force=False, pending=False, sync=False, batch_size=64, **options):
-        try:
-            selected = [registry.get(key)] if key else list(registry.indexed_models().values())
-        except NotRegistered as exc:
-            raise CommandError(str(exc)) from exc
+        selected = selected_models(key)
         for indexed_model in selected:
             queryset = indexing.objects_needing_work(indexed_model) if pending else indexed_model.all()
             if partition is not None:
