@@ -22,7 +22,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=None, help="first N catalog rows (default: all)")
     args = parser.parse_args()
+    # One forward pass per photo, as the bare network it is compared with (the demo's extractor
+    # also runs the mirror image and the colour histogram).
     setup_django()
+    from django.conf import settings
+
+    settings.VISUAL_RECS = {
+        **settings.VISUAL_RECS,
+        "EXTRACTOR": {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {}},
+    }
 
     import numpy as np
     from django.core.management import call_command

@@ -147,16 +147,29 @@ VISUAL_RECS = {
             "image_field": "image",
             "partition_field": "gender",
             "filter": {"is_active": True},
+            # What the catalog files each product under: visual_recs_fit learns the space in which
+            # products of one type (and, a little, one colour) are near (README, "Learning from
+            # your catalog"; bench/relevance.py measured these weights).
+            "learn_from": {"product_type": 1.0, "colour": 0.1},
         },
+    },
+    # The network's features of the photo and of its mirror image, and the colour of the
+    # product's own pixels: what the fit learns from (bench/relevance.py).
+    "EXTRACTOR": {
+        "BACKEND": "visual_recs.backends.extractors.ResNet50Extractor",
+        "OPTIONS": {"flip_average": True, "colour": True},
     },
     "NEIGHBOURS": 20,
     "QUEUE": "visual_recs",
 }
 if os.environ.get("VISUAL_RECS_INDEX") == "pgvector":
+    # 2,048 network features + 242 colour bins. Fits on PgvectorIndex are not supported yet (its
+    # tables have a fixed vector length): the compose stack searches the extractor's own space.
     VISUAL_RECS["INDEX"] = {
         "BACKEND": "visual_recs.backends.pgvector.PgvectorIndex",
-        "OPTIONS": {"dimensions": 2048, "ef_search": 100},
+        "OPTIONS": {"dimensions": 2290, "ef_search": 100},
     }
+    del VISUAL_RECS["MODELS"]["products"]["learn_from"]
 
 ABSOLUTE_URL_OVERRIDES = {"visual_recs.product": lambda product: f"/products/{product.pk}/"}
 

@@ -206,3 +206,49 @@ def test_a_fit_on_an_index_of_fixed_length_is_refused(settings, catalog_rows, ma
     with pytest.raises(LearningError, match="not supported yet"):
         indexing.fit(registry.get("products"))
     assert Fit.objects.count() == 0
+
+
+@needs_a_free_length_index
+@pytest.mark.slow
+def test_the_colour_part_is_stored_with_the_network_s_and_weighed_by_the_search(
+    settings, resnet_weights, catalog_rows, make_catalog
+):
+    from visual_recs import appearance
+    from visual_recs.images import decode_image
+
+    settings.VISUAL_RECS = {
+        **settings.VISUAL_RECS,
+        "EXTRACTOR": {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {"colour": True}},
+        "COLOUR_WEIGHT": 0.25,
+    }
+    extractor = get_extractor()
+    assert extractor.parts == {"visual": 2048, "colour": appearance.COLOUR_DIMS}
+    assert f":colour{appearance.COLOUR_DIMS}:" in extractor.model_id
+    ids = ids_of(catalog_rows, gender="Men", count=4)
+    make_catalog(ids)
+    stored = FeatureVector.objects.get(object_id=ids[0]).as_array()
+    assert len(stored) == 2048 + appearance.COLOUR_DIMS
+    colour = appearance.colour_features(decode_image(photo_bytes(ids[0])))
+    np.testing.assert_allclose(stored[2048:], colour / np.linalg.norm(colour), rtol=1e-5, atol=1e-6)
+    # The index holds both parts at unit length, colour times sqrt(COLOUR_WEIGHT).
+    space = indexing.current_space(registry.get("products"))
+    held = get_index().vectors(space.collection, [ids[0]])[ids[0]]
+    assert np.linalg.norm(held[:2048]) == pytest.approx(1, rel=1e-4)
+    assert np.linalg.norm(held[2048:]) == pytest.approx(0.5, rel=1e-4)
+    found = indexing.search_by_image(registry.get("products"), photo_bytes(ids[1]), partition="Men", limit=1)
+    assert str(found[0].object.pk) == ids[1]
+
+
+@needs_a_free_length_index
+def test_learn_from_weights_give_each_field_its_share(settings, catalog_rows, make_catalog):
+    use_fake_extractor(settings)
+    models = {**settings.VISUAL_RECS["MODELS"]}
+    models["products"] = {**models["products"], "learn_from": {"product_type": 1.0, "colour": 0.25}}
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": models}
+    make_catalog(catalog_of(catalog_rows, per_type=3))
+    summary = indexing.fit(registry.get("products"))
+    projection = learning.Projection.from_bytes(bytes(Fit.objects.get(pk=summary.fit.pk).data))
+    assert projection.weights == {"product_type": 1.0, "colour": 0.25}
+    assert [e.id for e in checks.run_checks() if e.id == "visual_recs.E010"] == []
+    models["products"]["learn_from"] = {"product_type": -1}
+    assert [e.id for e in checks.run_checks() if e.id == "visual_recs.E010"] == ["visual_recs.E010"]

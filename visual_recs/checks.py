@@ -63,8 +63,19 @@ def _check_learn_from(where: str, model, learn_from) -> list[checks.CheckMessage
     """Each ``learn_from`` name must be a field or an attribute of the model."""
     if learn_from is None:
         return []
-    if isinstance(learn_from, str) or not all(isinstance(name, str) for name in learn_from):
-        return [_error(f"{where}['learn_from'] must be a list of field names, not {learn_from!r}.", "visual_recs.E010")]
+    weights = learn_from.values() if isinstance(learn_from, dict) else [1.0]
+    if (
+        isinstance(learn_from, str)
+        or not all(isinstance(name, str) for name in learn_from)
+        or not all(isinstance(weight, int | float) and weight >= 0 for weight in weights)
+    ):
+        return [
+            _error(
+                f"{where}['learn_from'] must be a list of field names, or a dict of field name -> weight "
+                f"(a number >= 0), not {learn_from!r}.",
+                "visual_recs.E010",
+            )
+        ]
     field_names = {f.name for f in model._meta.get_fields()} | {f.attname for f in model._meta.concrete_fields}
     return [
         _error(

@@ -58,6 +58,12 @@ class AppSettings:
         return {**DEFAULT_INDEX, **self._get("INDEX", {})}
 
     @property
+    def COLOUR_WEIGHT(self) -> float:
+        """Share of the colour part in "looks alike", next to the network's 1, for an extractor
+        with ``colour`` on and no fit (a fit learns its own weighing)."""
+        return float(self._get("COLOUR_WEIGHT", 0.1))
+
+    @property
     def NEIGHBOURS(self) -> int:
         """Neighbours kept per product; pages show fewer, so filtered-out items leave room."""
         return int(self._get("NEIGHBOURS", 20))

@@ -29,6 +29,8 @@ class IndexedModel:
     filter: dict[str, Any] = field(default_factory=dict)
     #: Fields (or attributes, or methods) whose values ``visual_recs_fit`` learns from.
     learn_from: tuple[str, ...] = ()
+    #: Each ``learn_from`` field's share of the learned space (1 each unless the setting is a dict).
+    learn_weights: dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -105,13 +107,15 @@ class IndexedModel:
 
 def _resolve(key: str, options: dict[str, Any]) -> IndexedModel:
     model = apps.get_model(options["model"])
+    learn_from = options.get("learn_from") or ()  # names, or a dict of name -> weight
     return IndexedModel(
         key=key,
         model=model,
         image_field=options.get("image_field", "image"),
         partition_field=options.get("partition_field"),
         filter=dict(options.get("filter") or {}),
-        learn_from=tuple(options.get("learn_from") or ()),
+        learn_from=tuple(learn_from),
+        learn_weights={name: float(learn_from[name]) if isinstance(learn_from, dict) else 1.0 for name in learn_from},
     )
 
 

@@ -39,6 +39,17 @@ class BaseExtractor:
         """Length of each vector."""
         raise NotImplementedError("An extractor must say how long its vectors are.")
 
+    @property
+    def parts(self) -> dict[str, int]:
+        """The named parts each vector is made of, in order, with their lengths.
+
+        One part ("visual") by default. An extractor whose vectors join parts of unrelated
+        units (the network's features, a colour histogram) names them, each scaled to unit
+        length, so the search can weigh them (``COLOUR_WEIGHT``) and staff can see each one's
+        share of a distance.
+        """
+        return {"visual": self.dims}
+
     def extract(self, images: np.ndarray) -> np.ndarray:
         """``images``: uint8 array (n, height, width, 3), RGB. Returns float32 (n, dims), row i for image i.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import appearance
 from ..images import FITS
 from . import weights as weights_module
 from .base import BaseExtractor
@@ -50,6 +51,10 @@ class ResNet50Extractor(BaseExtractor):
       product and its mirror twin (a left and a right shoe, a model turned the other way) then
       get the same vector, and the network's left/right noise halves; it costs a second
       forward pass per photo. Off by default; part of ``model_id`` when on.
+    - ``colour``: follow the network's features with the colour histogram of the product's
+      own pixels (``appearance.colour_features``), which global pooling loses; each part
+      scaled to unit length (``appearance.stack_features``). The search weighs the colour
+      part by ``COLOUR_WEIGHT``; a fit learns from both. Off by default; part of ``model_id``.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class ResNet50Extractor(BaseExtractor):
         fit: str = "squash",
         batch_size: int = 32,
         flip_average: bool = False,
+        colour: bool = False,
     ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}.")
@@ -74,6 +80,7 @@ class ResNet50Extractor(BaseExtractor):
         self.fit = fit
         self.batch_size = int(batch_size)
         self.flip_average = bool(flip_average)
+        self.colour = bool(colour)
 
     def weights_source(self) -> str:
         """The weights file Keras will load, or "imagenet" for Keras' own download."""
@@ -85,14 +92,18 @@ class ResNet50Extractor(BaseExtractor):
         weights_tag = "keras-imagenet" if source == "imagenet" else _weights_hash(source)[:12]
         # ":flip" only when on, so vectors stored before the option existed stay current.
         flip_tag = ":flip" if self.flip_average else ""
-        return f"resnet50:{self.pooling}:{self.input_size[0]}:{self.fit}{flip_tag}:{weights_tag}"
+        colour_tag = f":colour{appearance.COLOUR_DIMS}" if self.colour else ""
+        return f"resnet50:{self.pooling}:{self.input_size[0]}:{self.fit}{flip_tag}{colour_tag}:{weights_tag}"
 
     @property
     def dims(self) -> int:
-        if self.pooling == "flatten":
-            side = self.input_size[0] // _RESNET_STRIDE
-            return side * side * _FEATURE_CHANNELS
-        return _FEATURE_CHANNELS
+        return sum(self.parts.values())
+
+    @property
+    def parts(self) -> dict[str, int]:
+        side = self.input_size[0] // _RESNET_STRIDE
+        visual = side * side * _FEATURE_CHANNELS if self.pooling == "flatten" else _FEATURE_CHANNELS
+        return {"visual": visual, "colour": appearance.COLOUR_DIMS} if self.colour else {"visual": visual}
 
     def network(self):
         """The Keras model, built on first use and shared by every thread of the process."""
@@ -120,7 +131,7 @@ class ResNet50Extractor(BaseExtractor):
         if images.ndim != 4 or images.shape[1:] != (self.input_size[1], self.input_size[0], 3):
             raise ValueError(f"Expected images of shape (n, {self.input_size[1]}, {self.input_size[0]}, 3).")
         network = self.network()
-        out = np.empty((len(images), self.dims), dtype=np.float32)
+        out = np.empty((len(images), self.parts["visual"]), dtype=np.float32)
         for start in range(0, len(images), self.batch_size):
             batch = preprocess_input(images[start : start + self.batch_size].astype(np.float32))
             features = np.asarray(network.predict_on_batch(batch), dtype=np.float32)
@@ -130,4 +141,6 @@ class ResNet50Extractor(BaseExtractor):
                     mirrored = mirrored[:, :, ::-1]
                 features = (features + mirrored) / 2
             out[start : start + len(batch)] = features.reshape(len(batch), -1)
+        if self.colour:
+            return appearance.stack_features(out, np.stack([appearance.colour_features(image) for image in images]))
         return out

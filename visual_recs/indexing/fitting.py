@@ -72,7 +72,7 @@ def fit(indexed_model: IndexedModel, *, progress: Callable[[int], None] | None =
     object_ids, features = _stored_vectors(indexed_model)
     labels = _labels(indexed_model, object_ids)
     learning_started = time.perf_counter()
-    projection = learning.fit_projection(features, labels)
+    projection = learning.fit_projection(features, labels, weights=indexed_model.learn_weights)
     learn_seconds = time.perf_counter() - learning_started
     _check_index_takes(projection)
     new = Fit.objects.create(
@@ -84,7 +84,7 @@ def fit(indexed_model: IndexedModel, *, progress: Callable[[int], None] | None =
         products=len(object_ids),
         seconds=learn_seconds,
     )
-    space = space_of(indexed_model, model_id, (new.pk, new.version))
+    space = space_of(indexed_model, model_id, (new.pk, new.version), get_extractor().parts)
     previous = current_space(indexed_model)
     rebuild_index(indexed_model, space=space, progress=progress)
     Fit.objects.filter(pk=new.pk).update(completed_at=timezone.now())

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..appearance import compose
 from ..backends import get_extractor
+from ..conf import app_settings
 from ..learning import Projection
 from ..models import Fit
 from ..registry import IndexedModel
@@ -33,37 +35,59 @@ class Space:
     collection: str
     fit_id: int | None = None
     fit_version: str = ""
+    #: Without a fit, the extractor's parts as (name, length, weight), weighed when there are several.
+    parts: tuple[tuple[str, int, float], ...] = ()
 
     def to_index(self, vectors: np.ndarray) -> np.ndarray:
         """The float32 vectors (n, d) the index holds for stored vectors (n, d')."""
         vectors = np.asarray(vectors, dtype=np.float32)
-        if self.fit_id is None:
+        if self.fit_id is not None:
+            return _projection(self.fit_id, self.fit_version).transform(vectors)
+        if len(self.parts) < 2:
             return vectors
-        return _projection(self.fit_id, self.fit_version).transform(vectors)
+        return compose(split_parts(vectors, self.parts), {name: weight for name, _, weight in self.parts})
 
 
 def current_space(indexed_model: IndexedModel) -> Space:
     """The space of the model's newest completed fit for the configured extractor (one indexed
     query), or the extractor's own when there is none or the model learns from nothing."""
-    model_id = get_extractor().model_id
+    extractor = get_extractor()
+    model_id = extractor.model_id
     if not indexed_model.learn_from:
-        return space_of(indexed_model, model_id, None)
+        return space_of(indexed_model, model_id, None, extractor.parts)
     fit = (
         Fit.objects.filter(content_type=indexed_model.content_type, model_id=model_id, completed_at__isnull=False)
         .order_by("-completed_at", "-pk")
         .values_list("pk", "version")
         .first()
     )
-    return space_of(indexed_model, model_id, fit)
+    return space_of(indexed_model, model_id, fit, extractor.parts)
 
 
-def space_of(indexed_model: IndexedModel, model_id: str, fit: tuple[int, str] | None) -> Space:
-    """The space of ``fit`` (its pk and version; None: no fit) over the vectors of ``model_id``."""
+def space_of(
+    indexed_model: IndexedModel, model_id: str, fit: tuple[int, str] | None, parts: dict[str, int]
+) -> Space:
+    """The space of ``fit`` (its pk and version; None: no fit) over the vectors of ``model_id``,
+    whose ``parts`` are the extractor's."""
     collection = indexed_model.collection(model_id)
-    if fit is None:
-        return Space(collection)
-    pk, version = fit
-    return Space(f"{collection}:fit-{version}", pk, version)
+    if fit is not None:
+        pk, version = fit
+        return Space(f"{collection}:fit-{version}", pk, version)
+    if len(parts) < 2:
+        return Space(collection)  # the extractor's vectors as they are: the space before fits existed
+    weights = {name: 1.0 for name in parts} | {"colour": app_settings.COLOUR_WEIGHT}
+    weighed = tuple((name, length, weights[name]) for name, length in parts.items())
+    tag = ",".join(f"{name}={weight:g}" for name, _, weight in weighed)
+    return Space(f"{collection}:{tag}", parts=weighed)
+
+
+def split_parts(vectors: np.ndarray, parts) -> dict[str, np.ndarray]:
+    """The columns of each named part of ``vectors``; ``parts``: (name, length, ...) in order."""
+    split, start = {}, 0
+    for name, length, *_ in parts:
+        split[name] = vectors[:, start : start + length]
+        start += length
+    return split
 
 
 def _projection(fit_id: int, version: str) -> Projection:

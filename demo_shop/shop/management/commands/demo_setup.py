@@ -12,6 +12,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.crypto import salted_hmac
 
+from visual_recs import indexing, registry
+
 ADMIN_USERNAME = "admin"
 
 
@@ -61,7 +63,27 @@ class Command(BaseCommand):
         if not queue:
             arguments.append("--index")
         call_command("visual_recs_import_catalog", *arguments, stdout=self.stdout, stderr=self.stderr)
+        if queue:
+            self.stdout.write("Once the worker has indexed the catalog, run `manage.py visual_recs_fit` to learn from its labels.")
+        else:
+            self._fit()
         self._ensure_admin()
+
+    def _fit(self) -> None:
+        """Learn from the catalog's labels once after indexing, and again when the ready products changed."""
+        products = registry.get("products")
+        if not products.learn_from:
+            return
+        current = indexing.current_fit(products)
+        ready = indexing.neighbours.ready_rows(products).count()
+        if current is not None and current.products == ready:
+            self.stdout.write(f"The fit {current.version} is current ({ready} products).")
+            return
+        try:
+            call_command("visual_recs_fit", "--model", "products", stdout=self.stdout, stderr=self.stderr)
+        except CommandError as exc:
+            # A small or oddly labelled catalog may not support a fit; the demo still works without one.
+            self.stdout.write(f"No fit: {exc} Recommendations use the network's features as they are.")
 
     def _ensure_admin(self) -> None:
         """Create the admin with a random password and show it this once; a rerun only says how to reset it."""
