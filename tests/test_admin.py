@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
@@ -174,3 +176,32 @@ def test_the_feature_vector_admin_lists_and_filters_by_status_read_only(admin_cl
     assert 'name="status"' not in page.content.decode()  # read-only
     assert "vector" not in page.context["adminform"].form.fields
     assert admin_client.get(reverse("admin:visual_recs_featurevector_add")).status_code == 403
+
+
+def test_after_a_fit_the_preview_shows_each_learned_part_of_a_distance(settings, admin_client, catalog_rows, make_catalog):
+    from tests.conftest import use_fake_extractor
+    from visual_recs import registry
+
+    if "VISUAL_RECS_TEST_INDEX" in os.environ:
+        pytest.skip("fits on PgvectorIndex are not supported yet (tests/test_fit.py checks the refusal)")
+    use_fake_extractor(settings)
+    models = {**settings.VISUAL_RECS["MODELS"]}
+    models["products"] = {**models["products"], "learn_from": {"product_type": 1.0, "colour": 0.5}}
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": models}
+    ids = [
+        pid
+        for product_type in ("Sports Shoes", "Casual Shoes", "Formal Shoes")
+        for pid in ids_of(catalog_rows, gender="Men", product_type=product_type, count=4)
+    ]
+    products = make_catalog(ids)
+    indexing.fit(registry.get("products"))
+    html = admin_client.get(reverse("admin:visual_recs_product_change", args=[products[0].pk])).content.decode()
+    items = indexing.recommendations(products[0], 10).items
+    parts = indexing.distance_parts(registry.get("products"), str(products[0].pk), [str(i.object.pk) for i in items])
+    for item in items:
+        shares = parts[str(item.object.pk)]
+        assert set(shares) == {"learned product_type", "learned colour"}
+        # The parts make up the distance the list ranks by.
+        assert sum(v * v for v in shares.values()) ** 0.5 == pytest.approx(item.distance, rel=1e-3, abs=1e-4)
+        assert f"learned product_type: {shares['learned product_type']:.2f}" in html
+    assert html.count("learned colour: ") == len(items)

@@ -237,6 +237,11 @@ def test_the_colour_part_is_stored_with_the_network_s_and_weighed_by_the_search(
     assert np.linalg.norm(held[2048:]) == pytest.approx(0.5, rel=1e-4)
     found = indexing.search_by_image(registry.get("products"), photo_bytes(ids[1]), partition="Men", limit=1)
     assert str(found[0].object.pk) == ids[1]
+    # Staff see each part's share of a recommendation's distance.
+    (nearest, *_) = indexing.recommendations(Product.objects.get(pk=int(ids[0])), 3).items
+    parts = indexing.distance_parts(registry.get("products"), ids[0], [str(nearest.object.pk)])[str(nearest.object.pk)]
+    assert set(parts) == {"visual", "colour"}
+    assert np.hypot(parts["visual"], parts["colour"]) == pytest.approx(nearest.distance, rel=1e-3)
 
 
 @needs_a_free_length_index

@@ -138,15 +138,18 @@ class VisualRecsAdminMixin:
         found = indexing.recommendations(obj, self.visual_recs_preview_limit)
         if not found.items:
             return gettext("None yet.") if found.status != "ready" else gettext("None: no other shown product in its partition.")
+        # Why each is recommended: its distance part by part (kind of product, colour...).
+        parts = indexing.distance_parts(indexed_model, str(obj.pk), [str(item.object.pk) for item in found.items])
         cards = format_html_join(
             "",
-            '<li style="width:96px"><a href="{}">{}<br>{}</a><br><small>d = {}</small></li>',
+            '<li style="width:120px"><a href="{}">{}<br>{}</a><br><small>d = {}</small>{}</li>',
             (
                 (
                     self._visual_recs_admin_url(item.object),
                     self._visual_recs_image(indexed_model.image_url_of(item.object)),
                     Truncator(indexed_model.title_of(item.object)).chars(40),
                     f"{item.distance:.2f}",
+                    self._visual_recs_parts(parts.get(str(item.object.pk), {})),
                 )
                 for item in found.items
             ),
@@ -154,6 +157,13 @@ class VisualRecsAdminMixin:
         return format_html(
             '<ol style="display:flex;flex-wrap:wrap;gap:12px;list-style:none;margin:0;padding:0">{}</ol>', cards
         )
+
+    @staticmethod
+    def _visual_recs_parts(parts: dict[str, float]) -> str:
+        """Each part's distance, one per line, when there are several (one part is the distance itself)."""
+        if len(parts) < 2:
+            return ""
+        return format_html_join("", "<br><small>{}: {}</small>", ((name, f"{value:.2f}") for name, value in parts.items()))
 
     @staticmethod
     def _visual_recs_image(image_url: str | None) -> str:

@@ -38,7 +38,7 @@ from .pipeline import (
 )
 from .reading import NO_IMAGE, STATUSES, IndexState, Recommendations, Similar, index_states, recommendations, similar_to
 from .search import refuse_oversized_upload, search_by_image, search_by_vector
-from .space import Space, current_space
+from .space import Space, current_space, distance_parts
 from .status import index_overview, objects_needing_work
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "current_collection",
     "current_fit",
     "current_space",
+    "distance_parts",
     "fit",
     "index",
     "index_many",

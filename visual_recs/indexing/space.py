@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..appearance import compose
-from ..backends import get_extractor
+from ..backends import get_extractor, get_index
 from ..conf import app_settings
 from ..learning import Projection
 from ..models import Fit
@@ -46,6 +46,20 @@ class Space:
         if len(self.parts) < 2:
             return vectors
         return compose(split_parts(vectors, self.parts), {name: weight for name, _, weight in self.parts})
+
+    def layout(self, dims: int) -> list[tuple[str, int]]:
+        """The named parts of this space's ``dims``-long vectors, in order, with their lengths:
+        each learned field's (a fit), or the extractor's parts, or one "visual" part."""
+        if self.fit_id is not None:
+            projection = _projection(self.fit_id, self.fit_version)
+            return [
+                (f"learned {field}", matrix.shape[1])
+                for field, matrix in projection.matrices.items()
+                if projection.weights[field] > 0
+            ]
+        if len(self.parts) > 1:
+            return [(name, length) for name, length, _ in self.parts]
+        return [("visual", dims)]
 
 
 def current_space(indexed_model: IndexedModel) -> Space:
@@ -79,6 +93,30 @@ def space_of(
     weighed = tuple((name, length, weights[name]) for name, length in parts.items())
     tag = ",".join(f"{name}={weight:g}" for name, _, weight in weighed)
     return Space(f"{collection}:{tag}", parts=weighed)
+
+
+def distance_parts(indexed_model: IndexedModel, object_id: str, others: list[str]) -> dict[str, dict[str, float]]:
+    """For each of ``others``, its distance to ``object_id`` part by part (one index query).
+
+    The parts' distances combine as sqrt(sum of squares) into the distance the lists rank by,
+    so staff can see why an item is recommended: same kind of product, or same colour, or both.
+    Objects the index does not hold are left out.
+    """
+    space = current_space(indexed_model)
+    vectors = get_index().vectors(space.collection, [object_id, *others])
+    source = vectors.get(object_id)
+    if source is None:
+        return {}
+    layout = space.layout(len(source))
+    found = {}
+    for other in others:
+        if other not in vectors:
+            continue
+        difference = (vectors[other] - source)[np.newaxis]
+        found[other] = {
+            name: float(np.linalg.norm(part)) for name, part in split_parts(difference, layout).items()
+        }
+    return found
 
 
 def split_parts(vectors: np.ndarray, parts) -> dict[str, np.ndarray]:
