@@ -163,13 +163,11 @@ VISUAL_RECS = {
     "QUEUE": "visual_recs",
 }
 if os.environ.get("VISUAL_RECS_INDEX") == "pgvector":
-    # 2,048 network features + 242 colour bins. Fits on PgvectorIndex are not supported yet (its
-    # tables have a fixed vector length): the compose stack searches the extractor's own space.
+    # 2,048 network features + 242 colour bins; a fit's shorter vectors are padded to it.
     VISUAL_RECS["INDEX"] = {
         "BACKEND": "visual_recs.backends.pgvector.PgvectorIndex",
         "OPTIONS": {"dimensions": 2290, "ef_search": 100},
     }
-    del VISUAL_RECS["MODELS"]["products"]["learn_from"]
 
 ABSOLUTE_URL_OVERRIDES = {"visual_recs.product": lambda product: f"/products/{product.pk}/"}
 

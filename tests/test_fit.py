@@ -8,7 +8,6 @@ carry over saves made while it ran, and change nothing when it cannot be made.
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest
@@ -30,13 +29,6 @@ PRODUCT_TYPES = {
 }
 
 
-needs_a_free_length_index = pytest.mark.skipif(
-    "VISUAL_RECS_TEST_INDEX" in os.environ,
-    reason="fits on PgvectorIndex (a fixed vector length) are not supported yet; "
-    "test_a_fit_on_an_index_of_fixed_length_is_refused runs there",
-)
-
-
 def learn_from(settings, *fields: str, key: str = "products") -> None:
     models = {**settings.VISUAL_RECS["MODELS"]}
     models[key] = {**models[key], "learn_from": list(fields)}
@@ -52,6 +44,18 @@ def catalog_of(catalog_rows, per_type: int = 6) -> list[str]:
     ]
 
 
+def assert_lists_are_those_of(space) -> None:
+    """Every stored list is the brute-force list of ``space``: exactly with an exact index; with
+    pgvector (HNSW on half-precision vectors, which may swap near ties) the same items, 95% of them."""
+    stored, expected = stored_lists(), lists_in_space(space)
+    if get_index().exact:
+        assert stored == expected
+        return
+    assert set(stored) == set(expected)
+    found = sum(len(set(stored[s]) & set(targets)) for s, targets in expected.items())
+    assert found >= 0.95 * sum(len(targets) for targets in expected.values())
+
+
 def lists_in_space(space) -> dict[str, list[str]]:
     """Brute-force lists of the ready products, their stored vectors mapped into ``space``."""
     rows = list(FeatureVector.objects.filter(status="ready").values_list("object_id", "partition", "listed", "vector"))
@@ -65,7 +69,6 @@ def same_type_share(lists: dict[str, list[str]]) -> float:
     return sum(a == b for a, b in pairs) / len(pairs)
 
 
-@needs_a_free_length_index
 @pytest.mark.slow
 def test_a_fit_on_real_features_rebuilds_the_index_and_lists_in_its_space(
     settings, resnet_weights, catalog_rows, make_catalog
@@ -89,16 +92,20 @@ def test_a_fit_on_real_features_rebuilds_the_index_and_lists_in_its_space(
     # The index holds every ready vector as the fit maps it; the old collection is gone.
     index = get_index()
     held = index.vectors(space.collection, [str(p.pk) for p in Product.objects.all()])
-    assert len(held) == 42 and {len(v) for v in held.values()} == {projection.dims}
-    raw = FeatureVector.objects.get(object_id=next(iter(held))).as_array()
-    np.testing.assert_allclose(held[next(iter(held))], projection.transform(raw[np.newaxis])[0], rtol=1e-3, atol=1e-4)
+    # An index of one vector length (pgvector) holds the fit's vectors padded with zeros to it.
+    length = getattr(index, "dimensions", None) or projection.dims
+    assert len(held) == 42 and {len(v) for v in held.values()} == {length}
+    some_id = next(iter(held))
+    raw = FeatureVector.objects.get(object_id=some_id).as_array()
+    expected = projection.transform(raw[np.newaxis])[0]
+    np.testing.assert_allclose(held[some_id][: projection.dims], expected, rtol=1e-2, atol=2e-3)
+    assert not held[some_id][projection.dims :].any()
     assert index.vectors(plain.collection, list(held)) == {}
     # Every list is the brute-force list of the new space, and shares more product types.
-    assert stored_lists() == lists_in_space(space)
+    assert_lists_are_those_of(space)
     assert same_type_share(stored_lists()) > same_type_share(plain_lists)
 
 
-@needs_a_free_length_index
 @pytest.mark.slow
 def test_products_indexed_after_a_fit_and_search_by_photo_use_its_space(
     settings, resnet_weights, catalog_rows, make_catalog, make_product
@@ -109,14 +116,13 @@ def test_products_indexed_after_a_fit_and_search_by_photo_use_its_space(
     space = indexing.current_space(registry.get("products"))
     (newcomer,) = [pid for pid in ids_of(catalog_rows, gender="Men", product_type="Sports Shoes", count=6)][-1:]
     make_product(newcomer)  # indexed through its save's task, as in a shop
-    assert stored_lists() == lists_in_space(space)
+    assert_lists_are_those_of(space)
     assert newcomer in {t for targets in stored_lists().values() for t in targets}
     # Search by the newcomer's photo finds the newcomer first: the query went into the same space.
     found = indexing.search_by_image(registry.get("products"), photo_bytes(newcomer), partition="Men", limit=3)
     assert str(found[0].object.pk) == newcomer and found[0].distance == pytest.approx(0, abs=1e-3)
 
 
-@needs_a_free_length_index
 def test_saves_made_while_a_fit_runs_are_carried_into_its_space(settings, catalog_rows, make_catalog, monkeypatch):
     use_fake_extractor(settings)
     learn_from(settings, "product_type")
@@ -139,10 +145,9 @@ def test_saves_made_while_a_fit_runs_are_carried_into_its_space(settings, catalo
     space = indexing.current_space(registry.get("products"))
     held = get_index().vectors(space.collection, [late, str(gone.pk)])
     assert set(held) == {late}
-    assert stored_lists() == lists_in_space(space)
+    assert_lists_are_those_of(space)
 
 
-@needs_a_free_length_index
 def test_blank_labels_still_get_vectors_and_lists(settings, catalog_rows, make_catalog):
     use_fake_extractor(settings)
     learn_from(settings, "product_type")
@@ -152,7 +157,7 @@ def test_blank_labels_still_get_vectors_and_lists(settings, catalog_rows, make_c
     summary = indexing.fit(registry.get("products"))
     assert summary.labelled == {"product_type": len(ids) - 4}
     space = indexing.current_space(registry.get("products"))
-    assert set(get_index().vectors(space.collection, ids)) == set(ids)
+    assert set(get_index().vectors(space.collection, ids)) == set(ids)  # every product, labelled or not
     assert set(stored_lists()) == set(ids)
 
 
@@ -198,17 +203,20 @@ def test_learn_from_naming_a_field_that_does_not_exist_is_a_system_check_error(s
     assert len(errors) == 1 and "'fabric'" in errors[0].msg
 
 
-@pytest.mark.skipif("VISUAL_RECS_TEST_INDEX" not in os.environ, reason="needs PgvectorIndex")
-def test_a_fit_on_an_index_of_fixed_length_is_refused(settings, catalog_rows, make_catalog):
+def test_a_fit_longer_than_an_index_of_fixed_length_is_refused(settings, catalog_rows, make_catalog, monkeypatch):
+    """PgvectorIndex holds one vector length; a fit's shorter vectors are padded, longer ones refused."""
+    from types import SimpleNamespace
+
     use_fake_extractor(settings)
     learn_from(settings, "product_type")
     make_catalog(catalog_of(catalog_rows, per_type=2))
-    with pytest.raises(LearningError, match="not supported yet"):
+    before = stored_lists()
+    monkeypatch.setattr(indexing.fitting, "get_index", lambda: SimpleNamespace(dimensions=2))
+    with pytest.raises(LearningError, match="the index holds 2"):
         indexing.fit(registry.get("products"))
-    assert Fit.objects.count() == 0
+    assert Fit.objects.count() == 0 and stored_lists() == before
 
 
-@needs_a_free_length_index
 @pytest.mark.slow
 def test_the_colour_part_is_stored_with_the_network_s_and_weighed_by_the_search(
     settings, resnet_weights, catalog_rows, make_catalog
@@ -221,6 +229,12 @@ def test_the_colour_part_is_stored_with_the_network_s_and_weighed_by_the_search(
         "EXTRACTOR": {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {"colour": True}},
         "COLOUR_WEIGHT": 0.25,
     }
+    if fixed_length := getattr(get_index(), "dimensions", None):
+        assert fixed_length == 2048  # the suite's pgvector table; this test needs one of the stacked length
+        index = settings.VISUAL_RECS["INDEX"]
+        stacked = {**index, "OPTIONS": {**index["OPTIONS"], "dimensions": 2048 + appearance.COLOUR_DIMS}}
+        settings.VISUAL_RECS = {**settings.VISUAL_RECS, "INDEX": stacked}  # reassigned: the backends are rebuilt
+        get_index().ensure_schema()
     extractor = get_extractor()
     assert extractor.parts == {"visual": 2048, "colour": appearance.COLOUR_DIMS}
     assert f":colour{appearance.COLOUR_DIMS}:" in extractor.model_id
@@ -244,7 +258,6 @@ def test_the_colour_part_is_stored_with_the_network_s_and_weighed_by_the_search(
     assert np.hypot(parts["visual"], parts["colour"]) == pytest.approx(nearest.distance, rel=1e-3)
 
 
-@needs_a_free_length_index
 def test_learn_from_weights_give_each_field_its_share(settings, catalog_rows, make_catalog):
     use_fake_extractor(settings)
     models = {**settings.VISUAL_RECS["MODELS"]}

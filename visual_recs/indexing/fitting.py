@@ -134,12 +134,12 @@ def _labels(indexed_model: IndexedModel, object_ids: list[str]) -> dict[str, lis
 
 
 def _check_index_takes(projection) -> None:
-    """An index with a fixed vector length (PgvectorIndex) must take the fit's vectors."""
+    """An index with a fixed vector length (PgvectorIndex) takes a fit's vectors padded to it, if they fit."""
     dims = getattr(get_index(), "dimensions", None)
-    if dims is not None and dims != projection.dims:
+    if dims is not None and projection.dims > dims:
         raise LearningError(
-            f"The index holds vectors of {dims} values and this fit makes vectors of {projection.dims}; "
-            "fits on an index of fixed vector length (PgvectorIndex) are not supported yet."
+            f"This fit makes vectors of {projection.dims} values and the index holds {dims}: give the "
+            "fewer-valued fields less room, or an index of more dimensions."
         )
 
 

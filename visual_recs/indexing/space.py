@@ -37,12 +37,18 @@ class Space:
     fit_version: str = ""
     #: Without a fit, the extractor's parts as (name, length, weight), weighed when there are several.
     parts: tuple[tuple[str, int, float], ...] = ()
+    #: The vector length of an index that holds one length only (PgvectorIndex): a fit's shorter
+    #: vectors are padded with zeros to it, which changes no distance.
+    pad_to: int | None = None
 
     def to_index(self, vectors: np.ndarray) -> np.ndarray:
         """The float32 vectors (n, d) the index holds for stored vectors (n, d')."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.fit_id is not None:
-            return _projection(self.fit_id, self.fit_version).transform(vectors)
+            mapped = _projection(self.fit_id, self.fit_version).transform(vectors)
+            if self.pad_to is not None and mapped.shape[1] < self.pad_to:
+                mapped = np.pad(mapped, ((0, 0), (0, self.pad_to - mapped.shape[1])))
+            return mapped
         if len(self.parts) < 2:
             return vectors
         return compose(split_parts(vectors, self.parts), {name: weight for name, _, weight in self.parts})
@@ -86,7 +92,7 @@ def space_of(
     collection = indexed_model.collection(model_id)
     if fit is not None:
         pk, version = fit
-        return Space(f"{collection}:fit-{version}", pk, version)
+        return Space(f"{collection}:fit-{version}", pk, version, pad_to=getattr(get_index(), "dimensions", None))
     if len(parts) < 2:
         return Space(collection)  # the extractor's vectors as they are: the space before fits existed
     weights = {name: 1.0 for name in parts} | {"colour": app_settings.COLOUR_WEIGHT}
