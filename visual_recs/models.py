@@ -132,12 +132,17 @@ class FeatureVector(models.Model):
         """The stored vector as a float32 array (empty when there is none)."""
         if not self.vector:
             return np.zeros(0, dtype=np.float32)
-        return np.frombuffer(bytes(self.vector), dtype="<f4")
+        return self.from_bytes(self.vector)
 
     @staticmethod
     def to_bytes(vector: np.ndarray) -> bytes:
         """Little-endian float32 bytes, the storage format of ``vector``."""
         return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+    @staticmethod
+    def from_bytes(data) -> np.ndarray:
+        """The float32 array stored as ``data`` (what ``to_bytes`` wrote; bytes or a memoryview)."""
+        return np.frombuffer(bytes(data), dtype="<f4")
 
 
 class SimilarItem(models.Model):

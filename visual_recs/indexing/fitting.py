@@ -20,9 +20,8 @@ from django.utils import timezone
 
 from .. import learning
 from ..backends import get_extractor, get_index
-from ..backends.base import Entry
 from ..exceptions import LearningError
-from ..models import FeatureVector, Fit, IndexStatus
+from ..models import FeatureVector, Fit
 from ..registry import IndexedModel
 from ..utils import chunked
 from . import neighbours
@@ -110,7 +109,7 @@ def _stored_vectors(indexed_model: IndexedModel) -> tuple[list[str], np.ndarray]
     vectors: list[np.ndarray] = []
     for object_id, vector in rows.iterator(chunk_size=READ_BATCH):
         object_ids.append(object_id)
-        vectors.append(np.frombuffer(bytes(vector), dtype="<f4"))
+        vectors.append(FeatureVector.from_bytes(vector))
     if not object_ids:
         raise LearningError(
             f"{indexed_model.key} has no ready vectors to learn from: index the catalog first "
@@ -151,33 +150,25 @@ def _carry_over(indexed_model: IndexedModel, space: Space, *, since) -> int:
     entries whose vectors were deleted meanwhile are removed; their lists are repaired.
     """
     index = get_index()
-    model_id = get_extractor().model_id
-    changed = FeatureVector.objects.filter(content_type=indexed_model.content_type, updated_at__gte=since)
-    ready = {
-        object_id: (partition, listed, vector)
-        for object_id, partition, listed, vector in changed.filter(status=IndexStatus.READY, model_id=model_id)
+    ready = [
+        (object_id, partition, listed, FeatureVector.from_bytes(vector))
+        for object_id, partition, listed, vector in neighbours.ready_rows(indexed_model)
+        .filter(updated_at__gte=since)
         .values_list("object_id", "partition", "listed", "vector")
-    }
-    in_space = {entry.object_id for entry in index.entries(space.collection)}
+    ]
+    # Whatever the space holds without a ready vector behind it now: deleted, failed or lost its photo.
     kept = set(neighbours.ready_rows(indexed_model).values_list("object_id", flat=True))
-    no_longer_ready = set(changed.values_list("object_id", flat=True)) - set(ready)
-    removed = (in_space - kept) | (no_longer_ready & in_space)
-    partitions = {partition for partition, _, _ in ready.values()}
+    removed = {entry.object_id for entry in index.entries(space.collection)} - kept
+    partitions = {partition for _, partition, _, _ in ready}
     with neighbours.locked(indexed_model, partitions | set(index.partitions(space.collection))):
         if ready:
-            mapped = space.to_index(np.stack([np.frombuffer(bytes(v), dtype="<f4") for _, _, v in ready.values()]))
-            index.add(
-                space.collection,
-                [
-                    Entry(object_id, partition, listed, vector)
-                    for (object_id, (partition, listed, _)), vector in zip(ready.items(), mapped)
-                ],
-            )
+            index.add(space.collection, space.entries(ready))
         if removed:
             index.remove(space.collection, removed)
-    if ready or removed:
-        neighbours.repair_lists(indexed_model, set(ready) | removed)
-    return len(ready) + len(removed)
+    changed = {object_id for object_id, *_ in ready} | removed
+    if changed:
+        neighbours.repair_lists(indexed_model, changed)
+    return len(changed)
 
 
 def current_fit(indexed_model: IndexedModel) -> Fit | None:

@@ -14,14 +14,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import models
 
 from .. import registry
 from ..backends import get_extractor, get_index
-from ..backends.base import Entry
 from ..conf import app_settings
 from ..exceptions import ImageError, ImageTooLarge, VectorError
 from ..images import decode_image, read_image_bytes
@@ -332,16 +331,15 @@ def _write_index(indexed_model: IndexedModel, jobs: list[_Job], model_id: str) -
             "object_id", "vector"
         )
     )
-    entries = []
-    for job in jobs:
-        if job.outcome == "extract":
-            entries.append(Entry(job.object_id, job.partition, job.listed, job.pixels))
-        elif job.outcome == "unchanged":
-            vector = np.frombuffer(bytes(stored[job.object_id]), dtype="<f4")
-            entries.append(Entry(job.object_id, job.partition, job.listed, vector))
-    if entries:
-        mapped = space.to_index(np.stack([entry.vector for entry in entries]))
-        index.add(collection, [replace(entry, vector=vector) for entry, vector in zip(entries, mapped)])
+    rows = [
+        (job.object_id, job.partition, job.listed, job.pixels)
+        if job.outcome == "extract"
+        else (job.object_id, job.partition, job.listed, FeatureVector.from_bytes(stored[job.object_id]))
+        for job in jobs
+        if job.outcome in ("extract", "unchanged")
+    ]
+    if rows:
+        index.add(collection, space.entries(rows))
     removed = [job.object_id for job in jobs if job.outcome in ("failed", "no_image")]
     if removed:
         index.remove(collection, removed)
@@ -466,11 +464,7 @@ def rebuild_index(
     loaded = 0
     index.clear(collection)
     for batch in chunked(rows, LOAD_BATCH):
-        mapped = space.to_index(np.stack([np.frombuffer(bytes(vector), dtype="<f4") for *_, vector in batch]))
-        entries = [
-            Entry(object_id, partition, listed, vector)
-            for (object_id, partition, listed, _), vector in zip(batch, mapped)
-        ]
+        entries = space.entries([(*row, FeatureVector.from_bytes(vector)) for *row, vector in batch])
         with neighbours.locked(indexed_model, {entry.partition for entry in entries}):
             index.add(collection, entries)
         partitions.update(entry.partition for entry in entries)

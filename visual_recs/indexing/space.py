@@ -11,12 +11,14 @@ through ``current_space``: a vector is never compared with one of another space.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..appearance import compose
 from ..backends import get_extractor, get_index
+from ..backends.base import Entry
 from ..conf import app_settings
 from ..learning import Projection
 from ..models import Fit
@@ -52,6 +54,13 @@ class Space:
         if len(self.parts) < 2:
             return vectors
         return compose(split_parts(vectors, self.parts), {name: weight for name, _, weight in self.parts})
+
+    def entries(self, rows: Sequence[tuple[str, str, bool, np.ndarray]]) -> list[Entry]:
+        """Index entries of ``rows`` (object id, partition, shown, stored vector), their vectors mapped here."""
+        if not rows:
+            return []
+        mapped = self.to_index(np.stack([vector for *_, vector in rows]))
+        return [Entry(object_id, partition, shown, vector) for (object_id, partition, shown, _), vector in zip(rows, mapped)]
 
     def layout(self, dims: int) -> list[tuple[str, int]]:
         """The named parts of this space's ``dims``-long vectors, in order, with their lengths:
