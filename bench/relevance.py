@@ -54,11 +54,11 @@ def cache_key(rows, *parts: str) -> str:
 def cnn_features(rows, data: list[bytes]) -> dict[str, np.ndarray]:
     """Pooled ResNet50 features of each photo and of its mirror image (caffe preprocessing, squash,
     2048-d), and the tutorial recipe's distances (pixels / 255, flattened 100,352-d), cached."""
-    from visual_recs.backends.extractors import ResNet50Extractor, _weights_hash
+    from visual_recs.backends.extractors import ResNet50Extractor, cached_sha256
     from visual_recs.images import decode_image
 
     extractor = ResNet50Extractor()
-    path = CACHE / f"cnn-{cache_key(rows, _weights_hash(extractor.weights_source()))}.npz"
+    path = CACHE / f"cnn-{cache_key(rows, cached_sha256(extractor.weights_source()))}.npz"
     if path.exists():
         with np.load(path) as cached:
             return dict(cached)

@@ -20,20 +20,20 @@ POOLINGS = ("avg", "max", "flatten")
 _FEATURE_CHANNELS = 2048
 _RESNET_STRIDE = 32
 
-_weights_hashes: dict[tuple[str, int, int], str] = {}
+_file_hashes: dict[tuple[str, int, int], str] = {}
 # Networks by (weights, pooling, input size): an extractor rebuilt after a settings change
 # reuses the process's network instead of loading 95 MB of weights again.
 _networks: dict[tuple, object] = {}
 _networks_lock = threading.Lock()
 
 
-def _weights_hash(path: str) -> str:
-    """sha256 of a weights file, computed once per process per (path, size, mtime)."""
+def cached_sha256(path: str) -> str:
+    """sha256 of a model file, computed once per process per (path, size, mtime)."""
     stat = Path(path).stat()
     key = (path, stat.st_size, stat.st_mtime_ns)
-    if key not in _weights_hashes:
-        _weights_hashes[key] = weights_module.sha256_file(Path(path))
-    return _weights_hashes[key]
+    if key not in _file_hashes:
+        _file_hashes[key] = weights_module.sha256_file(Path(path))
+    return _file_hashes[key]
 
 
 class ResNet50Extractor(BaseExtractor):
@@ -89,7 +89,7 @@ class ResNet50Extractor(BaseExtractor):
     @property
     def model_id(self) -> str:
         source = self.weights_source()
-        weights_tag = "keras-imagenet" if source == "imagenet" else _weights_hash(source)[:12]
+        weights_tag = "keras-imagenet" if source == "imagenet" else cached_sha256(source)[:12]
         # ":flip" only when on, so vectors stored before the option existed stay current.
         flip_tag = ":flip" if self.flip_average else ""
         colour_tag = f":colour{appearance.COLOUR_DIMS}" if self.colour else ""
@@ -125,22 +125,28 @@ class ResNet50Extractor(BaseExtractor):
         )
 
     def extract(self, images: np.ndarray) -> np.ndarray:
-        from keras.applications.resnet50 import preprocess_input
-
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != (self.input_size[1], self.input_size[0], 3):
             raise ValueError(f"Expected images of shape (n, {self.input_size[1]}, {self.input_size[0]}, 3).")
-        network = self.network()
         out = np.empty((len(images), self.parts["visual"]), dtype=np.float32)
         for start in range(0, len(images), self.batch_size):
-            batch = preprocess_input(images[start : start + self.batch_size].astype(np.float32))
-            features = np.asarray(network.predict_on_batch(batch), dtype=np.float32)
+            batch = images[start : start + self.batch_size]
+            features = self._features(batch)
             if self.flip_average:
-                mirrored = np.asarray(network.predict_on_batch(batch[:, :, ::-1]), dtype=np.float32)
-                if mirrored.ndim == 4:  # flatten: mirror the maps back so each cell meets its own
-                    mirrored = mirrored[:, :, ::-1]
+                # The preprocessing works pixel by pixel, so mirroring before it is mirroring after.
+                mirrored = self._features(batch[:, :, ::-1])
+                if self.pooling == "flatten":  # mirror the maps back so each cell meets its own
+                    side = self.input_size[0] // _RESNET_STRIDE
+                    mirrored = mirrored.reshape(len(batch), side, side, -1)[:, :, ::-1].reshape(len(batch), -1)
                 features = (features + mirrored) / 2
-            out[start : start + len(batch)] = features.reshape(len(batch), -1)
+            out[start : start + len(batch)] = features
         if self.colour:
             return appearance.stack_features(out, np.stack([appearance.colour_features(image) for image in images]))
         return out
+
+    def _features(self, batch: np.ndarray) -> np.ndarray:
+        """The network's features of a batch of uint8 RGB images, one row each."""
+        from keras.applications.resnet50 import preprocess_input
+
+        features = self.network().predict_on_batch(preprocess_input(batch.astype(np.float32)))
+        return np.asarray(features, dtype=np.float32).reshape(len(batch), -1)
