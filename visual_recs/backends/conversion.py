@@ -1,0 +1,288 @@
+"""ResNet50 converted once, offline, into an ONNX file that ``fast.FastResNet50Extractor`` runs.
+
+The conversion reads the same Keras weights file as ``ResNet50Extractor`` (no new download)
+and writes, into the weights cache:
+
+- ``<name>.onnx``: the network with Keras' ``preprocess_input`` inside it (uint8 RGB in,
+  cast, channels to BGR, ImageNet means subtracted), so running it needs no TensorFlow;
+- ``<name>.json``: its manifest: the sha256 of the Keras weights it was made from, of the
+  ONNX file itself, and the options (pooling, input size, precision, calibration).
+
+FP32 is a faithful copy of the network (checked on the spot against Keras). INT8 is the FP32
+file statically quantized with ONNX Runtime's tools (QDQ, per-channel int8 weights, uint8
+activations, MinMax ranges) calibrated on the shop's own photos, which is what makes its
+ranges fit what the network will see.
+
+Needs TensorFlow (the reference network), tf2onnx, onnx and onnxruntime; the process that
+runs the converted model needs none of them, only OpenVINO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import WeightsError
+from .weights import cache_dir, sha256_file
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "int8")
+MANIFEST_FORMAT = 1
+OPSET = 17
+# Keras' "caffe" preprocessing for ResNet50: BGR channel means of ImageNet.
+_BGR_MEANS = (103.939, 116.779, 123.68)
+# The FP32 file must compute what Keras computes; below this cosine the conversion is broken.
+_MIN_FP32_COSINE = 0.9999
+# The pip names of the modules the conversion imports (dependencies of the app, but a
+# platform without their wheels, or an install with --no-deps, can lack them).
+PACKAGES = {"tensorflow": "tensorflow-cpu", "tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a converted file was made from; the extractor refuses a file that does not match."""
+
+    weights_sha256: str
+    onnx_sha256: str
+    pooling: str
+    input_size: int
+    precision: str
+    calibration_photos: int = 0
+    calibration_sha256: str = ""
+    format: int = MANIFEST_FORMAT
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise WeightsError(f"The converted model's manifest {path} cannot be read ({exc}).") from exc
+
+
+def converted_dir() -> Path:
+    return cache_dir() / "converted"
+
+
+def model_path(weights_sha256: str, pooling: str, input_size: int, precision: str) -> Path:
+    """Where the cache keeps the converted file for these weights and options; its manifest is beside it (.json)."""
+    return converted_dir() / f"resnet50-{pooling}-{input_size}-{precision}-{weights_sha256[:12]}.onnx"
+
+
+def manifest_path(onnx_path: Path) -> Path:
+    return Path(onnx_path).with_suffix(".json")
+
+
+def _require(module: str):
+    """Import one of the packages the conversion needs, or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = PACKAGES[module.split(".")[0]]
+        raise WeightsError(
+            f"Converting ResNet50 for the fast extractor needs the Python package {package!r}, which is not "
+            f"installed here ({exc}): `pip install {package}`, or convert on a machine that has it and copy "
+            "the converted files (and their .json manifests) into this one's weights cache."
+        ) from exc
+
+
+def _keras_network(weights: str, pooling: str, input_size: int):
+    from keras.applications import ResNet50
+
+    return ResNet50(
+        weights=weights,
+        include_top=False,
+        pooling=None if pooling == "flatten" else pooling,
+        input_shape=(input_size, input_size, 3),
+    )
+
+
+def _export_fp32(network, input_size: int, out: Path) -> None:
+    """Write ``network`` with its preprocessing in front as ONNX (dynamic batch, uint8 NHWC input)."""
+    tf = _require("tensorflow")
+    tf2onnx = _require("tf2onnx")
+    spec = (tf.TensorSpec((None, input_size, input_size, 3), tf.uint8, name="images"),)
+
+    @tf.function(input_signature=spec)
+    def preprocessed_network(images):
+        # The means are made inside the function: a captured constant would become a second
+        # graph input, which the quantizer's calibration could not feed.
+        bgr = tf.reverse(tf.cast(images, tf.float32), axis=[-1])
+        features = network(bgr - tf.constant(_BGR_MEANS, tf.float32), training=False)
+        return tf.identity(features, name="features")
+
+    tf2onnx.convert.from_function(preprocessed_network, input_signature=spec, opset=OPSET, output_path=str(out))
+
+
+def _onnx_features(path: Path, images: np.ndarray) -> np.ndarray:
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: images})[0], dtype=np.float32).reshape(len(images), -1)
+
+
+def _check_against_keras(network, path: Path, images: np.ndarray) -> None:
+    """Refuse an FP32 file whose features are not Keras' own on these photos."""
+    from keras.applications.resnet50 import preprocess_input
+
+    expected = np.asarray(network.predict_on_batch(preprocess_input(images.astype(np.float32)))).reshape(len(images), -1)
+    got = _onnx_features(path, images)
+    cosine = np.sum(expected * got, axis=1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1))
+    if float(cosine.min()) < _MIN_FP32_COSINE:
+        raise WeightsError(
+            f"The converted network does not reproduce Keras (cosine {cosine.min():.6f} < {_MIN_FP32_COSINE}); "
+            "the conversion is broken, nothing was written."
+        )
+
+
+def _quantize_int8(fp32: Path, out: Path, calibration: np.ndarray) -> None:
+    quantization = _require("onnxruntime.quantization")
+
+    class Photos(quantization.CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(calibration[i : i + 1] for i in range(len(calibration)))
+
+        def get_next(self):
+            batch = next(self._batches, None)
+            return None if batch is None else {"images": batch}
+
+    quantization.quantize_static(
+        str(fp32),
+        str(out),
+        Photos(),
+        quant_format=quantization.QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=quantization.QuantType.QUInt8,
+        weight_type=quantization.QuantType.QInt8,
+        calibrate_method=quantization.CalibrationMethod.MinMax,
+    )
+
+
+def photos_digest(photos: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(photos).tobytes()).hexdigest()
+
+
+def convert(
+    *,
+    weights: str,
+    pooling: str = "avg",
+    input_size: int = 224,
+    precision: str = "fp32",
+    calibration: np.ndarray | None = None,
+    target: Path | None = None,
+) -> Path:
+    """Convert the Keras ResNet50 in ``weights`` (a no-top weights file) and return the ONNX path.
+
+    ``calibration``: uint8 photos (n, size, size, 3) as the extractor's loader makes them;
+    INT8 needs them (a few hundred of the shop's own), FP32 uses the first few (or, without
+    any, random pixels) to check itself against Keras.
+    ``target``: where to write it (default: ``model_path`` in the cache), its manifest beside it.
+    Files are written beside their target and renamed, so a reader never sees half a model.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}.")
+    if not Path(weights).is_file():
+        raise WeightsError(f"The ResNet50 weights file {weights} does not exist: run `manage.py visual_recs_fetch_weights`.")
+    if calibration is None or len(calibration) == 0:
+        if precision == "int8":
+            raise WeightsError(
+                "INT8 is calibrated on the shop's own photos, and none were found: "
+                "import some products first, or pass --calibration-dir."
+            )
+        # FP32 only checks itself against Keras, which any pixels show: a few random ones.
+        calibration = np.random.default_rng(0).integers(0, 256, (4, input_size, input_size, 3), dtype=np.uint8)
+    calibration = np.ascontiguousarray(calibration, dtype=np.uint8)
+    for module in PACKAGES:
+        _require(module)
+    weights_sha256 = sha256_file(Path(weights))
+    target = Path(target) if target else model_path(weights_sha256, pooling, input_size, precision)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    network = _keras_network(weights, pooling, input_size)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        _export_fp32(network, input_size, fp32)
+        _check_against_keras(network, fp32, calibration[:4])
+        if precision == "int8":
+            written = Path(tmp) / "int8.onnx"
+            _quantize_int8(fp32, written, calibration)
+        else:
+            written = fp32
+        manifest = Manifest(
+            weights_sha256=weights_sha256,
+            onnx_sha256=sha256_file(written),
+            pooling=pooling,
+            input_size=input_size,
+            precision=precision,
+            calibration_photos=len(calibration) if precision == "int8" else 0,
+            calibration_sha256=photos_digest(calibration) if precision == "int8" else "",
+        )
+        tmp_manifest = Path(tmp) / "manifest.json"
+        manifest.write(tmp_manifest)
+        os.replace(written, target)
+        os.replace(tmp_manifest, manifest_path(target))
+    logger.info("Converted ResNet50 (%s) into %s", precision, target)
+    return target
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
+def every_nth(items: Iterable, total: int, wanted: int) -> Iterator:
+    """About ``wanted`` items spread evenly over ``items`` (of length ``total``), in one pass."""
+    step = max(1, total // max(1, wanted))
+    return itertools.islice(itertools.islice(items, 0, None, step), wanted)
+
+
+def photos_in_dir(directory: Path, wanted: int) -> list[Path]:
+    """Image files under ``directory`` (by suffix; each is still decoded safely), evenly sampled."""
+    paths = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return list(every_nth(paths, len(paths), wanted))
+
+
+def registered_photos(wanted: int) -> Iterator:
+    """Photos of the registered models' objects (Django files), evenly sampled by primary key.
+
+    Streams the keys, so a million-product catalog is never held in memory.
+    """
+    from ..registry import indexed_models
+
+    for indexed_model in indexed_models().values():
+        queryset = indexed_model.with_photo().order_by("pk")
+        keys = every_nth(queryset.values_list("pk", flat=True).iterator(), queryset.count(), wanted)
+        for pk in keys:
+            obj = indexed_model.all().filter(pk=pk).first()
+            photo = indexed_model.image_of(obj) if obj is not None else None
+            if photo is not None:
+                yield photo
+
+
+def load_photos(paths: Iterable, *, size: int, fit: str, limit: int | None = None, on_error: Callable[[object, Exception], None] | None = None) -> np.ndarray:
+    """Photos (file paths or Django files) decoded as the extractor's loader does; unreadable ones skipped."""
+    from ..exceptions import ImageError
+    from ..images import load_image
+
+    photos = []
+    for path in paths:
+        if limit is not None and len(photos) >= limit:
+            break
+        try:
+            photos.append(load_image(path, size=(size, size), fit=fit))
+        except (ImageError, OSError) as exc:
+            if on_error is not None:
+                on_error(path, exc)
+    return np.stack(photos) if photos else np.empty((0, size, size, 3), np.uint8)
