@@ -55,6 +55,14 @@ class SearchBusy(VisualRecsError):
     """Every search slot of this process is taken (``MAX_CONCURRENT_SEARCHES``): try again shortly."""
 
 
+class SearchUnavailable(SearchBusy):
+    """Search by photo cannot run in this process now (its network is missing or refused).
+
+    Answered as a busy search (503, try later): the shopper's photo is not at fault, and the
+    reason, which names the command that fixes it, goes to the server's log for staff.
+    """
+
+
 class UnknownPartition(VisualRecsError):
     """A partition value (e.g. a gender) that the indexed model does not have."""
 

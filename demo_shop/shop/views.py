@@ -19,7 +19,7 @@ from django.views import static
 
 from visual_recs import indexing, registry
 from visual_recs.api.throttling import SEARCH_SCOPE, SearchRateThrottle
-from visual_recs.exceptions import ImageError, SearchBusy
+from visual_recs.exceptions import ImageError, SearchBusy, SearchUnavailable
 from visual_recs.models import Product
 
 PAGE_SIZE = 24
@@ -120,6 +120,8 @@ def search(request: HttpRequest) -> HttpResponse:
             )
         except ImageError as exc:
             form.add_error("photo", f"This photo cannot be used: {exc}.")
+        except SearchUnavailable:
+            return _refused(request, 503, 60, "Search by photo is unavailable right now: try again later.")
         except SearchBusy:
             return _refused(request, 503, 1, "The shop is busy with other searches: try again in a moment.")
     return render(request, "shop/search.html", {"form": form, "results": results})

@@ -158,7 +158,7 @@ class SearchByImageView(APIView):
             raise InvalidInput(f"Unknown partition: {exc}.") from exc
         except ImageError as exc:
             raise InvalidInput(f"This photo cannot be used: {exc}.") from exc
-        except SearchBusy as exc:
+        except SearchBusy as exc:  # and SearchUnavailable: 503, try again later
             raise Busy(f"Busy: {exc}.") from exc
         payload = {"partition": partition, "results": results}
         return Response(SearchResultsSerializer(payload, context=_context(request, indexed_model)).data)

@@ -7,6 +7,7 @@ is missing (being rebuilt) asks the index for its neighbours: one nearest-neighb
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -17,9 +18,12 @@ from django.db.models import OuterRef, Subquery
 from .. import registry
 from ..backends import get_extractor, get_index
 from ..conf import app_settings
+from ..exceptions import WeightsError
 from ..models import FeatureVector, IndexStatus, SimilarItem
 from ..registry import IndexedModel
 from .space import current_space
+
+logger = logging.getLogger(__name__)
 
 Status = IndexStatus
 
@@ -97,7 +101,7 @@ def recommendations(obj: models.Model, limit: int = 5) -> Recommendations:
         return Recommendations(state.status, state.partition, [], state.error)
     hits = _listed_hits(indexed_model, object_id, state.partition)
     if not hits and state.status == Status.READY:
-        hits = None if vector.model_id != get_extractor().model_id else _hits_from_index(
+        hits = None if vector.model_id != _current_model_id() else _hits_from_index(
             indexed_model, object_id, vector.partition, state.partition
         )
         if hits is None:
@@ -106,6 +110,16 @@ def recommendations(obj: models.Model, limit: int = 5) -> Recommendations:
     same_photo = {state.image_sha256} if state.image_sha256 else set()
     items = _shown(indexed_model, hits, limit, duplicates_of=same_photo)
     return Recommendations(state.status, state.partition, items, state.error)
+
+
+def _current_model_id() -> str | None:
+    """The extractor's ``model_id``, or None when it cannot be known here (a converted network
+    missing from this process's machine): the page then shows the product as pending, not an error."""
+    try:
+        return get_extractor().model_id
+    except WeightsError as exc:
+        logger.error("visual_recs: %s", exc)
+        return None
 
 
 def index_states(objects: Sequence[models.Model]) -> dict[str, IndexState]:

@@ -7,6 +7,7 @@ One nearest-neighbour query per searched partition; no partition is loaded into 
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,12 +16,14 @@ import numpy as np
 
 from ..backends import get_extractor, get_index
 from ..conf import app_settings
-from ..exceptions import ImageTooLarge, SearchBusy, UnknownPartition
+from ..exceptions import ImageTooLarge, SearchBusy, SearchUnavailable, UnknownPartition, WeightsError
 from ..images import ImageSource, decode_image, read_image_bytes
 from ..models import FeatureVector, IndexStatus
 from ..registry import IndexedModel
 from .reading import Similar, _Hit, _shown
 from .space import current_space
+
+logger = logging.getLogger(__name__)
 
 #: What a multipart form may add around the photo (boundaries, headers, the other fields).
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -56,7 +59,12 @@ def search_by_image(
         )
         if limit < 1:
             return []
-        return _search(indexed_model, extractor.extract(pixels[np.newaxis])[0], partition, limit)
+        try:
+            vector = extractor.extract(pixels[np.newaxis])[0]
+        except WeightsError as exc:
+            logger.error("Search by photo is unavailable: %s", exc)
+            raise SearchUnavailable("search by photo is unavailable right now; try again later") from exc
+        return _search(indexed_model, vector, partition, limit)
 
 
 def refuse_oversized_upload(declared_bytes: int | str | None) -> None:

@@ -1,0 +1,150 @@
+"""The ResNet50 extractor on OpenVINO: the converted network (see ``conversion``), no TensorFlow.
+
+Same features as ``ResNet50Extractor`` (FP32: equal to float rounding; INT8: near, see
+bench/extract.py), several times the photos per second on a CPU, and a process that loads it
+holds a fraction of TensorFlow's memory: what a web process answering searches by photo wants.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import WeightsError
+from . import conversion
+from .extractors import ResNet50Extractor, cached_sha256
+
+FIX_COMMAND = "manage.py visual_recs_fetch_weights"
+# Compiled models by file and its hash: an extractor rebuilt after a settings change reuses them.
+_compiled: dict[tuple, object] = {}
+_compiled_lock = threading.Lock()
+
+
+class FastResNet50Extractor(ResNet50Extractor):
+    """``ResNet50Extractor`` run by OpenVINO from a converted ONNX file.
+
+    Options, besides ``ResNet50Extractor``'s (``weights``, ``pooling``, ``input_size``, ``fit``,
+    ``batch_size``, ``flip_average``, ``colour``):
+    - ``precision``: "fp32" (the default: TensorFlow's vectors to float rounding) or "int8"
+      (statically quantized, calibrated on the shop's own photos: several times faster).
+    - ``model``: path of a converted ONNX file (its manifest beside it); None finds the one
+      ``visual_recs_fetch_weights`` wrote into the cache for these weights and options.
+    - ``threads``: CPU threads per inference (None: OpenVINO's choice, all cores).
+
+    The converted file's sha256 is part of ``model_id``, so vectors of two precisions, or of two
+    calibrations, never share a collection. A file whose manifest names other weights, or whose
+    bytes no longer match the manifest, is refused.
+    """
+
+    def __init__(self, *, precision: str = "fp32", model: str | None = None, threads: int | None = None, **options) -> None:
+        super().__init__(**options)
+        if precision not in conversion.PRECISIONS:
+            raise ValueError(f"precision must be one of {conversion.PRECISIONS}, not {precision!r}.")
+        if self.pooling == "flatten":
+            raise ValueError("The fast extractor supports pooling 'avg' and 'max'; 'flatten' is TensorFlow's only.")
+        self.precision = precision
+        self.model = model
+        self.threads = threads
+
+    def weights_source(self) -> str:
+        source = super().weights_source()
+        if source == "imagenet":
+            raise WeightsError(
+                "The fast extractor is converted from a local weights file, and there is none: "
+                f"run `{FIX_COMMAND}`."
+            )
+        return source
+
+    def model_path(self) -> Path:
+        if self.model:
+            return Path(self.model)
+        weights_sha256 = cached_sha256(self.weights_source())
+        return conversion.model_path(weights_sha256, self.pooling, self.input_size[0], self.precision)
+
+    def manifest(self, *, verify_file: bool = False) -> conversion.Manifest:
+        """The converted file's manifest, checked against these weights and options, and with
+        ``verify_file`` the file's bytes against the manifest (a 25-100 MB read: once per process)."""
+        path = self.model_path()
+        if not path.is_file():
+            raise WeightsError(f"The converted model {path} is missing: run `{FIX_COMMAND}`.")
+        manifest = conversion.Manifest.read(conversion.manifest_path(path))
+        weights_sha256 = cached_sha256(self.weights_source())
+        if manifest.weights_sha256 != weights_sha256:
+            raise WeightsError(
+                f"The converted model {path} was made from other weights (sha256 {manifest.weights_sha256[:12]}, "
+                f"these are {weights_sha256[:12]}): refusing it; run `{FIX_COMMAND}`."
+            )
+        wanted = (self.pooling, self.input_size[0], self.precision)
+        if (manifest.pooling, manifest.input_size, manifest.precision) != wanted:
+            raise WeightsError(
+                f"The converted model {path} is {manifest.precision} {manifest.pooling} {manifest.input_size}px, "
+                f"the settings ask for {self.precision} {self.pooling} {self.input_size[0]}px: run `{FIX_COMMAND}`."
+            )
+        if verify_file:
+            actual = cached_sha256(str(path))
+            if actual != manifest.onnx_sha256:
+                raise WeightsError(
+                    f"The converted model {path} is corrupt (sha256 {actual[:12]}, its manifest says "
+                    f"{manifest.onnx_sha256[:12]}): run `{FIX_COMMAND}`."
+                )
+        return manifest
+
+    def convert(self, calibration: np.ndarray, *, force: bool = False) -> Path:
+        """Make the converted file these settings need, unless a sound one is there (or ``force``).
+
+        ``calibration``: uint8 photos as ``images.load_image`` makes them for this extractor;
+        INT8 is calibrated on them, FP32 checks itself against Keras on a few. Needs TensorFlow
+        and the conversion's packages; see ``conversion.convert``.
+        """
+        if not force:
+            try:
+                self.manifest(verify_file=True)
+                return self.model_path()
+            except WeightsError:
+                pass  # missing, or made from other weights: make it again
+        return conversion.convert(
+            weights=self.weights_source(),
+            pooling=self.pooling,
+            input_size=self.input_size[0],
+            precision=self.precision,
+            calibration=calibration,
+            target=self.model_path(),
+        )
+
+    @property
+    def model_id(self) -> str:
+        return f"{super().model_id}:openvino-{self.precision}-{self.manifest().onnx_sha256[:12]}"
+
+    def network(self):
+        """The compiled model, built on first use and shared by every thread of the process."""
+        path = self.model_path()
+        key = (str(path), self.manifest().onnx_sha256, self.threads)
+        if key not in _compiled:
+            with _compiled_lock:
+                if key not in _compiled:
+                    self.manifest(verify_file=True)
+                    _compiled[key] = self._compile(path)
+        return _compiled[key]
+
+    def _compile(self, path: Path):
+        try:
+            import openvino
+        except ImportError as exc:
+            raise WeightsError(f"The fast extractor needs the Python package 'openvino' ({exc}): `pip install openvino`.") from exc
+        # f32: OpenVINO would otherwise compute in bf16 on CPUs that have it, and the FP32
+        # model would no longer give TensorFlow's vectors (INT8 layers stay int8 either way).
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        core = openvino.Core()
+        return core.compile_model(core.read_model(str(path)), "CPU", config)
+
+    def _features(self, batch: np.ndarray) -> np.ndarray:
+        compiled = self.network()
+        # One infer request per call: a compiled model is shared by threads, a request is not.
+        request = compiled.create_infer_request()
+        request.infer({0: np.ascontiguousarray(batch, dtype=np.uint8)})
+        # A copy: the tensor's memory is the request's, which goes when this returns.
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32).reshape(len(batch), -1)
