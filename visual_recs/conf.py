@@ -20,8 +20,10 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
         "filter": {"is_active": True},
     },
 }
+# The fast extractor in FP32: TensorFlow's lists (bench/extract.py), more photos a second, a
+# web process without TensorFlow, and nothing to ask of the shop (INT8 needs its photos).
 DEFAULT_EXTRACTOR: dict[str, Any] = {
-    "BACKEND": "visual_recs.backends.extractors.ResNet50Extractor",
+    "BACKEND": "visual_recs.backends.fast.FastResNet50Extractor",
     "OPTIONS": {},
 }
 DEFAULT_INDEX: dict[str, Any] = {
