@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 
 from visual_recs.backends.base import Entry

@@ -8,6 +8,7 @@ from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConf
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.utils.module_loading import import_string
 
+from . import registry
 from .conf import app_settings
 from .exceptions import WeightsError
 
@@ -35,13 +36,18 @@ def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 )
             )
             continue
-        image_field = options.get("image_field", "image")
-        try:
-            field = model._meta.get_field(image_field)
-            if not isinstance(field, models.FileField):
-                errors.append(_error(f"{where}: {model._meta.label}.{image_field} is not a FileField/ImageField.", "visual_recs.E002"))
-        except FieldDoesNotExist:
-            errors.append(_error(f"{where}: {model._meta.label} has no field {image_field!r}.", "visual_recs.E002"))
+        if options.get("photo") is None:
+            errors.extend(_check_image_field(where, model, options.get("image_field", "image")))
+        elif "image_field" in options:
+            errors.append(
+                _error(
+                    f"{where} sets both 'image_field' and 'photo'; only one can say where the photo is.",
+                    "visual_recs.E013",
+                    hint="Keep 'image_field' for a file field of the model itself, or 'photo' for a callable.",
+                )
+            )
+        errors.extend(_check_hooks(where, model, options))
+        errors.extend(_check_photo_models(where, model, options.get("photo_models")))
         partition_field = options.get("partition_field")
         if partition_field:
             try:
@@ -57,6 +63,100 @@ def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         except (FieldError, TypeError, ValueError) as exc:
             errors.append(_error(f"{where}['filter'] is not a valid filter: {exc}", "visual_recs.E004"))
     return errors
+
+
+def _check_image_field(where: str, model, image_field: str) -> list[checks.CheckMessage]:
+    try:
+        field = model._meta.get_field(image_field)
+    except FieldDoesNotExist:
+        return [_error(f"{where}: {model._meta.label} has no field {image_field!r}.", "visual_recs.E002")]
+    if not isinstance(field, models.FileField):
+        return [_error(f"{where}: {model._meta.label}.{image_field} is not a FileField/ImageField.", "visual_recs.E002")]
+    return []
+
+
+def _check_hooks(where: str, model, options) -> list[checks.CheckMessage]:
+    """Each hook must import and be callable; ``shown`` and ``with_photo`` must make a queryset of the model.
+
+    Those two are called on the model's queryset and their query compiled, never run.
+    """
+    errors = []
+    for name in registry.HOOKS:
+        try:
+            hook = registry.hook(options, name)
+        except ImportError as exc:
+            errors.append(_hook_error(where, name, f"cannot be imported: {exc}"))
+            continue
+        if hook is None:
+            continue
+        if not callable(hook):
+            errors.append(_hook_error(where, name, f"is not callable: {hook!r}"))
+            continue
+        if name in ("shown", "with_photo"):
+            problem = _queryset_problem(hook, model)
+            if problem:
+                errors.append(_hook_error(where, name, problem))
+    return errors
+
+
+def _queryset_problem(hook, model) -> str:
+    """Why ``hook(model's queryset)`` is not a queryset of ``model`` that compiles ("" when it is)."""
+    try:
+        queryset = hook(model._default_manager.all())
+        if not isinstance(queryset, models.QuerySet) or queryset.model is not model:
+            return f"must return a queryset of {model._meta.label}, not {queryset!r}"
+        str(queryset.query)
+    except Exception as exc:  # the shop's own code: whatever it raises is the check's message
+        return f"fails on {model._meta.label}'s queryset: {type(exc).__name__}: {exc}"
+    return ""
+
+
+def _hook_error(where: str, name: str, problem: str) -> checks.CheckMessage:
+    return _error(
+        f"{where}[{name!r}] {problem}",
+        "visual_recs.E011",
+        hint=f"Set {name!r} to the dotted path of a function (e.g. 'shop.visual.{name}') or to the function itself.",
+    )
+
+
+def _check_photo_models(where: str, model, entries) -> list[checks.CheckMessage]:
+    """Each ``photo_models`` entry names an installed model whose ``owner`` is a foreign key to ``model``."""
+    if entries is None:
+        return []
+    hint = "Write [{'model': 'app_label.ModelName', 'owner': '<its ForeignKey to " + model._meta.label + ">'}]."
+    if isinstance(entries, (str, dict)) or not all(isinstance(entry, dict) for entry in entries):
+        return [_error(f"{where}['photo_models'] must be a list of dicts, not {entries!r}.", "visual_recs.E012", hint)]
+    errors = []
+    for entry in entries:
+        try:
+            photo_model = apps.get_model(entry.get("model"))
+        except (LookupError, ValueError, TypeError, AttributeError):
+            errors.append(
+                _error(f"{where}['photo_models']: {entry.get('model')!r} is not an installed model.", "visual_recs.E012", hint)
+            )
+            continue
+        owner = entry.get("owner")
+        if not _is_foreign_key_to(photo_model, owner, model):
+            errors.append(
+                _error(
+                    f"{where}['photo_models']: {photo_model._meta.label}.{owner} is not a ForeignKey to {model._meta.label}.",
+                    "visual_recs.E012",
+                    hint,
+                )
+            )
+    return errors
+
+
+def _is_foreign_key_to(photo_model, name, model) -> bool:
+    try:
+        field = photo_model._meta.get_field(name)
+    except (FieldDoesNotExist, TypeError):
+        return False
+    return (
+        field.concrete
+        and (field.many_to_one or field.one_to_one)
+        and field.related_model._meta.concrete_model is model._meta.concrete_model
+    )
 
 
 def _check_learn_from(where: str, model, learn_from) -> list[checks.CheckMessage]:

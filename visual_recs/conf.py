@@ -46,6 +46,24 @@ class AppSettings:
         catalog in one partition; ``filter`` is what may be shown as a recommendation. An optional
         ``"serializer"`` (dotted path of a DRF serializer of one object) replaces how the REST API
         shows that model's products.
+
+        Hooks, for a shop whose model does not hold all of that itself; each is a dotted path or
+        the callable itself:
+
+        - ``"photo"``: ``photo(obj) -> FieldFile | None``, in place of ``image_field`` (set one of
+          the two). It must return a Django ``FieldFile`` (a FileField's value: ``.name``, ``.url``,
+          ``.storage``, ``.open()``), e.g. ``obj.images.first().original``, or None for no photo.
+        - ``"with_photo"``: ``with_photo(queryset) -> queryset``, those of the model's objects
+          that have a photo (what the sweep and the status count as "should have a vector").
+          Without it, with ``photo``, every object: the ones without a photo are then read and
+          counted "no photo" by each sweep.
+        - ``"shown"``: ``shown(queryset) -> queryset`` of the default manager's objects that may
+          be shown (e.g. ``lambda qs: qs.browsable()``), before ``filter`` when both are given.
+        - ``"photo_models"``: ``[{"model": "app.Model", "owner": "<its ForeignKey to this model>"}]``,
+          related models whose rows are the photos: their saves and deletes re-index the owner.
+        - ``"dependants"``: ``dependants(obj) -> iterable of objects of this model`` whose photo
+          follows ``obj``'s (a variant with none of its own shows its parent's, e.g.
+          ``obj.children.all()``): looked at again whenever ``obj`` is saved or its photos change.
         """
         return self._get("MODELS", DEFAULT_MODELS)
 

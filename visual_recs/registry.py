@@ -2,10 +2,15 @@
 
 Built from ``VISUAL_RECS["MODELS"]`` on each call (a few dict look-ups), so it always
 matches the live settings; resolving a model needs the app registry to be ready.
+
+A model's photo is a field of its own (``image_field``) or whatever a ``photo`` hook returns
+(a shop that keeps photos in a related model); every reader of a photo goes through
+``IndexedModel.image_of``/``with_photo``, never the field name, so both work everywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,20 +18,49 @@ from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models.fields.files import FieldFile
+from django.utils.module_loading import import_string
 
 from .conf import app_settings
 from .exceptions import NotRegistered
 
 
+#: The entry's keys that name a callable (a dotted path, or the callable itself).
+HOOKS = ("photo", "with_photo", "shown", "dependants")
+
+
+@dataclass(frozen=True)
+class PhotoModel:
+    """A related model holding a registered model's photos: its saves and deletes re-index ``owner``."""
+
+    model: type[models.Model]
+    #: The name of its foreign key to the registered model.
+    owner: str
+
+    def owner_pk(self, photo_row: models.Model) -> Any:
+        """The primary key of the object ``photo_row`` belongs to (read from the row, no query)."""
+        return getattr(photo_row, self.model._meta.get_field(self.owner).attname)
+
+
 @dataclass(frozen=True)
 class IndexedModel:
-    """One entry of ``VISUAL_RECS["MODELS"]``, resolved to its model class."""
+    """One entry of ``VISUAL_RECS["MODELS"]``, resolved to its model class and its hooks."""
 
     key: str
     model: type[models.Model]
-    image_field: str
+    #: The model's own file field holding the photo; None when ``photo`` finds it.
+    image_field: str | None = "image"
     partition_field: str | None = None
     filter: dict[str, Any] = field(default_factory=dict)
+    #: ``photo(obj) -> FieldFile | None``: the photo of an object, for photos kept elsewhere.
+    photo: Callable[[models.Model], FieldFile | None] | None = None
+    #: ``with_photo(queryset) -> queryset``: those of ``queryset`` that have a photo.
+    with_photo_hook: Callable[[models.QuerySet], models.QuerySet] | None = None
+    #: ``shown(queryset) -> queryset``: the shop's own "may be shown", before ``filter``.
+    shown_hook: Callable[[models.QuerySet], models.QuerySet] | None = None
+    #: ``dependants(obj) -> iterable of objects`` whose photo follows ``obj``'s (re-indexed with it).
+    dependants_hook: Callable[[models.Model], Iterable[models.Model]] | None = None
+    #: Related models whose rows are this model's photos.
+    photo_models: tuple[PhotoModel, ...] = ()
     #: Fields (or attributes, or methods) whose values ``visual_recs_fit`` learns from.
     learn_from: tuple[str, ...] = ()
     #: Each ``learn_from`` field's share of the learned space (1 each unless the setting is a dict).
@@ -50,9 +84,24 @@ class IndexedModel:
         return f"{self.model._meta.label_lower}:{model_id}"
 
     def image_of(self, obj: models.Model) -> FieldFile | None:
-        """The photo of ``obj``, or None when it has none."""
-        image = getattr(obj, self.image_field)
+        """The photo of ``obj`` (through the ``photo`` hook when there is one), or None when it has none."""
+        image = self.photo(obj) if self.photo is not None else getattr(obj, self.image_field)
         return image if image else None
+
+    def photo_names(self, pks: Iterable[Any]) -> dict[str, str]:
+        """The stored name of each object's photo now, read again from the database, by ``str(pk)``.
+
+        One query with an ``image_field``; with a ``photo`` hook, the objects are read again
+        and the hook asked for each (what it costs is the hook's).
+        """
+        objects = self.all().filter(pk__in=list(pks))
+        if self.photo is None:
+            return {str(pk): name or "" for pk, name in objects.values_list("pk", self.image_field)}
+        return {str(obj.pk): getattr(self.image_of(obj), "name", "") for obj in objects}
+
+    def dependants_of(self, obj: models.Model) -> list[models.Model]:
+        """The objects whose photo follows ``obj``'s (a variant showing its parent's), none without the hook."""
+        return list(self.dependants_hook(obj)) if self.dependants_hook is not None else []
 
     def title_of(self, obj: models.Model) -> str:
         """What a card calls ``obj``: its ``title`` when the model has one, else ``str(obj)``."""
@@ -97,30 +146,66 @@ class IndexedModel:
         return self.model._default_manager.all()
 
     def shown(self) -> models.QuerySet:
-        """The objects that may be shown as recommendations now."""
-        return self.model._default_manager.filter(**self.filter)
+        """The objects that may be shown as recommendations now: the ``shown`` hook's, then ``filter``."""
+        queryset = self.model._default_manager.all()
+        if self.shown_hook is not None:
+            queryset = self.shown_hook(queryset)
+        return queryset.filter(**self.filter)
 
     def with_photo(self) -> models.QuerySet:
-        """Objects that have a photo, and so should have a vector."""
+        """Objects that have a photo, and so should have a vector.
+
+        With a ``photo`` hook and no ``with_photo`` hook, every object: the database cannot tell
+        which have one, so indexing asks the hook and counts those without as "no photo".
+        """
+        if self.with_photo_hook is not None:
+            return self.with_photo_hook(self.all())
+        if self.photo is not None:
+            return self.all()
         return self.all().exclude(**{self.image_field: ""}).exclude(**{f"{self.image_field}__isnull": True})
+
+
+def hook(options: dict[str, Any], name: str) -> Callable | None:
+    """The callable an entry names under ``name`` (a dotted path, or the callable itself), or None.
+
+    Raises ImportError for a path that does not import (``visual_recs.E011`` reports it).
+    """
+    value = options.get(name)
+    if value is None:
+        return None
+    return import_string(value) if isinstance(value, str) else value
+
+
+def photo_models(options: dict[str, Any]) -> tuple[PhotoModel, ...]:
+    """The entry's ``photo_models``, resolved to model classes (LookupError for a missing one)."""
+    return tuple(
+        PhotoModel(model=apps.get_model(entry["model"]), owner=entry["owner"])
+        for entry in options.get("photo_models") or ()
+    )
 
 
 def _resolve(key: str, options: dict[str, Any]) -> IndexedModel:
     model = apps.get_model(options["model"])
     learn_from = options.get("learn_from") or ()  # names, or a dict of name -> weight
+    photo = hook(options, "photo")
     return IndexedModel(
         key=key,
         model=model,
-        image_field=options.get("image_field", "image"),
+        image_field=options.get("image_field", None if photo else "image"),
         partition_field=options.get("partition_field"),
         filter=dict(options.get("filter") or {}),
+        photo=photo,
+        with_photo_hook=hook(options, "with_photo"),
+        shown_hook=hook(options, "shown"),
+        dependants_hook=hook(options, "dependants"),
+        photo_models=photo_models(options),
         learn_from=tuple(learn_from),
         learn_weights={name: float(learn_from[name]) if isinstance(learn_from, dict) else 1.0 for name in learn_from},
     )
 
 
 def indexed_models() -> dict[str, IndexedModel]:
-    """Every registered model by key. Raises LookupError/ValueError on a wrong model path (see checks)."""
+    """Every registered model by key. Raises LookupError/ValueError/ImportError on a wrong model or hook path (see checks)."""
     return {key: _resolve(key, options) for key, options in app_settings.MODELS.items()}
 
 

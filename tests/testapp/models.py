@@ -22,3 +22,36 @@ class Garment(models.Model):
 
     def get_absolute_url(self):
         return f"/garments/{self.uuid}/"
+
+
+class ListingQuerySet(models.QuerySet):
+    def visible(self):
+        return self.filter(visible=True)
+
+
+class Listing(models.Model):
+    """A shop product whose photos live in another model (as django-oscar's do), with variants.
+
+    A variant (``parent`` set) without images of its own shows its parent's.
+    """
+
+    title = models.CharField(max_length=200)
+    department = models.CharField(max_length=20)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    visible = models.BooleanField(default=True)
+
+    objects = ListingQuerySet.as_manager()
+
+    def __str__(self):
+        return self.title
+
+
+class ListingImage(models.Model):
+    """One photo of a listing; the first by ``display_order`` is the one shown (and indexed)."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="images")
+    image = models.ImageField(upload_to="listings/")
+    display_order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["display_order", "pk"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import models
+from django.db.models.fields.files import FieldFile
 
 from .. import registry
 from ..backends import get_extractor, get_index
@@ -69,6 +70,7 @@ class _Job:
     partition: str
     listed: bool
     existing: FeatureVector | None
+    image: FieldFile | None = None  # its photo, found before the decoder threads read it
     sha256: str = ""
     pixels: np.ndarray | None = None
     error: str = ""
@@ -159,7 +161,7 @@ def _prepared_batches(objects, extractor, model_id, force, pool) -> Iterator[tup
         for model_class, objs in by_model.items():
             indexed_model = registry.for_model(model_class)
             jobs = _jobs_for(indexed_model, objs)
-            futures = [pool.submit(_read_and_decode, job, indexed_model, extractor, model_id, force) for job in jobs]
+            futures = [pool.submit(_read_and_decode, job, extractor, model_id, force) for job in jobs]
             if ahead is not None:
                 yield _finished(ahead)
             ahead = (indexed_model, jobs, futures)
@@ -175,7 +177,12 @@ def _finished(ahead) -> tuple[IndexedModel, list[_Job]]:
 
 
 def _jobs_for(indexed_model: IndexedModel, objs: Sequence[models.Model]) -> list[_Job]:
-    """Jobs with the database facts they need, in two queries for the whole batch."""
+    """Jobs with the database facts they need, in two queries for the whole batch (and the ``photo`` hook's).
+
+    Each photo is found here, in the caller's thread, not in the decoder threads: a ``photo``
+    hook may query the database, and a thread would do it on a connection of its own, outside
+    this one's transaction.
+    """
     ids = [str(obj.pk) for obj in objs]
     existing = {
         vector.object_id: vector
@@ -191,14 +198,18 @@ def _jobs_for(indexed_model: IndexedModel, objs: Sequence[models.Model]) -> list
             partition=indexed_model.partition_of(obj),
             listed=object_id in listed,
             existing=existing.get(object_id),
+            image=indexed_model.image_of(obj),
         )
         for obj, object_id in zip(objs, ids)
     ]
 
 
-def _read_and_decode(job: _Job, indexed_model: IndexedModel, extractor, model_id: str, force: bool) -> None:
-    """Runs in a decoder thread: fills ``job.outcome`` and its photo's hash, pixels or error."""
-    image = indexed_model.image_of(job.obj)
+def _read_and_decode(job: _Job, extractor, model_id: str, force: bool) -> None:
+    """Runs in a decoder thread: fills ``job.outcome`` and its photo's hash, pixels or error.
+
+    An object without a photo is "no_image": its vector, if it had one, is dropped.
+    """
+    image = job.image
     if image is None:
         job.outcome = "no_image"
         return
@@ -279,12 +290,7 @@ def _drop_superseded(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
     read = [job for job in jobs if job.outcome in ("extract", "failed")]
     if not read:
         return
-    names_now = {
-        str(pk): name or ""
-        for pk, name in indexed_model.all()
-        .filter(pk__in=[job.obj.pk for job in read])
-        .values_list("pk", indexed_model.image_field)
-    }
+    names_now = indexed_model.photo_names(job.obj.pk for job in read)
     rows_now = {
         row.object_id: row
         for row in FeatureVector.objects.filter(
@@ -292,8 +298,7 @@ def _drop_superseded(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
         ).only("object_id", "status", "image_sha256")
     }
     for job in read:
-        image = indexed_model.image_of(job.obj)
-        renamed = names_now.get(job.object_id, "") != (image.name if image else "")
+        renamed = names_now.get(job.object_id, "") != (job.image.name if job.image else "")
         row = rows_now.get(job.object_id)
         # A job whose read failed has no hash to compare; the file name still tells.
         expects_another = (
