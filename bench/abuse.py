@@ -315,7 +315,7 @@ def build_shop(products: int) -> tuple[list[int], str]:
     from django.test import Client
 
     from visual_recs import indexing
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.models import Product
 
     load_catalog(products)
     started = time.perf_counter()

@@ -54,7 +54,7 @@ def load_catalog(limit: int | None = None, *, rows: list[dict[str, str]] | None 
 
     The first ``limit`` rows of the catalog, or the given ``rows``.
     """
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.models import Product
 
     products = [product_of(row) for row in (catalog_rows(limit) if rows is None else rows)]
     Product.objects.bulk_create(products, batch_size=500)
@@ -63,13 +63,13 @@ def load_catalog(limit: int | None = None, *, rows: list[dict[str, str]] | None 
 
 def product_of(row: dict[str, str]):
     """An unsaved bundled Product for a catalog row, its photo read in place under ``CATALOG_DIR``."""
-    from visual_recs.catalog import FIELD_OF_COLUMN
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.mapping import SAMPLE_COLUMNS
+    from visual_recs.contrib.catalog.models import Product
 
     return Product(
         pk=int(row["ProductId"]),
         image=f"images/{row['Image']}",
-        **{name: row[column] for column, name in FIELD_OF_COLUMN.items()},
+        **{name: row[column] for name, column in SAMPLE_COLUMNS.items()},
     )
 
 

@@ -288,7 +288,8 @@ def audit(known_ids: set[str]) -> dict:
     from visual_recs.backends import get_index
     from visual_recs.conf import app_settings
     from visual_recs.indexing import current_collection, photo_sha256
-    from visual_recs.models import FeatureVector, IndexStatus, Product
+    from visual_recs.contrib.catalog.models import Product
+    from visual_recs.models import FeatureVector, IndexStatus
 
     products_model = registry.get("products")
     products = {str(product.pk): product for product in Product.objects.all()}
@@ -376,7 +377,7 @@ def sigkill(kill: str, products: int, workdir: Path, redis_server: RedisServer) 
     kernel's OOM killer picks the largest process; the parent stays.
     """
     from visual_recs import queue
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.models import Product
 
     rows = spread_rows(products)
     load_catalog(rows=rows)
@@ -540,7 +541,7 @@ class BackendKiller(threading.Thread):
 def db_killed(products: int, workdir: Path, redis_server: RedisServer, database_url: str, kills: int = 2) -> dict:
     """The worker's database connection terminated while it repairs lists; the task retries."""
     from visual_recs import queue
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.models import Product
 
     rows = spread_rows(products)
     load_catalog(rows=rows)
@@ -583,7 +584,7 @@ def db_killed(products: int, workdir: Path, redis_server: RedisServer, database_
 def two_workers(products: int, workdir: Path, redis_server: RedisServer, seed: int, operations: int) -> dict:
     """Two workers, one driver saving, re-photographing, moving, hiding, deleting the same products at random."""
     from visual_recs import queue, tasks
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.models import Product
 
     rng = random.Random(seed)
     rows = spread_rows(products * 3)

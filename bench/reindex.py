@@ -37,7 +37,7 @@ def main() -> None:
 
     from visual_recs.backends import get_extractor
     from visual_recs.images import decode_image, read_image_bytes
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.models import Product
 
     n = load_catalog(args.limit)
     extractor = get_extractor()

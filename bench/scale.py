@@ -238,7 +238,8 @@ def bulk_load(catalog: Catalog) -> None:
 
     from visual_recs import registry
     from visual_recs.backends import get_extractor
-    from visual_recs.models import FeatureVector, IndexStatus, Product
+    from visual_recs.contrib.catalog.models import Product
+    from visual_recs.models import FeatureVector, IndexStatus
 
     content_type = registry.get("products").content_type
     model_id = get_extractor().model_id
@@ -292,7 +293,7 @@ def worker_run(saves: list[dict], searches: list[tuple[np.ndarray, str]]) -> dic
     django.setup()
     from visual_recs import registry
     from visual_recs.indexing import index_vectors, search_by_vector
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.models import Product
 
     products = registry.get("products")
     started = time.perf_counter()
@@ -475,7 +476,8 @@ def disk_usage(backend: str, database_path: str) -> dict[str, int]:
     """Bytes of the database and of its main tables (with their indexes)."""
     from django.db import connection
 
-    from visual_recs.models import ExactIndexEntry, FeatureVector, Product, SimilarItem
+    from visual_recs.contrib.catalog.models import Product
+    from visual_recs.models import ExactIndexEntry, FeatureVector, SimilarItem
 
     tables = {
         "products": Product._meta.db_table,

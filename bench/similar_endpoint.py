@@ -61,7 +61,8 @@ def main() -> None:
 
     from visual_recs import indexing, queue
     from visual_recs.backends import get_extractor
-    from visual_recs.models import Product, SimilarItem
+    from visual_recs.contrib.catalog.models import Product
+    from visual_recs.models import SimilarItem
 
     load_catalog()
     # The first products of each gender, so that every partition has some.

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "visual_recs",
+    "visual_recs.contrib.catalog",  # the bundled Product, its admin and the CSV import
     "demo_shop.shop",
 ]
 
@@ -143,7 +144,7 @@ CELERY_BEAT_SCHEDULE = {
 VISUAL_RECS = {
     "MODELS": {
         "products": {
-            "model": "visual_recs.Product",
+            "model": "visual_recs_catalog.Product",
             "image_field": "image",
             "partition_field": "gender",
             "filter": {"is_active": True},
@@ -170,7 +171,7 @@ if os.environ.get("VISUAL_RECS_INDEX") == "pgvector":
         "OPTIONS": {"dimensions": 2290, "ef_search": 100},
     }
 
-ABSOLUTE_URL_OVERRIDES = {"visual_recs.product": lambda product: f"/products/{product.pk}/"}
+ABSOLUTE_URL_OVERRIDES = {"visual_recs_catalog.product": lambda product: f"/products/{product.pk}/"}
 
 LOGGING = {
     "version": 1,

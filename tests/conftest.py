@@ -71,12 +71,12 @@ def make_product(catalog_rows, django_capture_on_commit_callbacks):
 
     The save's on_commit callbacks run as they would after a real commit.
     """
-    from visual_recs.catalog import FIELD_OF_COLUMN
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.mapping import SAMPLE_COLUMNS
+    from visual_recs.contrib.catalog.models import Product
 
     def make(product_id: str, **overrides) -> Product:
         row = catalog_rows[product_id]
-        product = Product(pk=int(product_id), **{name: row[column] for column, name in FIELD_OF_COLUMN.items()})
+        product = Product(pk=int(product_id), **{name: row[column] for name, column in SAMPLE_COLUMNS.items()})
         for name, value in overrides.items():
             setattr(product, name, value)
         if "image" not in overrides:

@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "visual_recs",
+    "visual_recs.contrib.catalog",
     "tests.testapp",
 ]
 MIDDLEWARE = [
@@ -78,7 +79,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 VISUAL_RECS = {
     "MODELS": {
         "products": {
-            "model": "visual_recs.Product",
+            "model": "visual_recs_catalog.Product",
             "image_field": "image",
             "partition_field": "gender",
             "filter": {"is_active": True},

@@ -15,11 +15,12 @@ from tests.conftest import ids_of
 from tests.testapp.models import Garment
 from visual_recs import admin as visual_recs_admin
 from visual_recs import indexing, queue
-from visual_recs.models import FeatureVector, Product
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector
 
 pytestmark = [pytest.mark.django_db]
 
-CHANGELIST = "admin:visual_recs_product_changelist"
+CHANGELIST = "admin:visual_recs_catalog_product_changelist"
 
 
 @pytest.fixture
@@ -79,17 +80,17 @@ def test_the_change_list_costs_the_same_queries_for_more_rows(admin_client, fake
 
 
 def test_the_change_page_previews_the_similar_items_with_distances(admin_client, men):
-    html = admin_client.get(reverse("admin:visual_recs_product_change", args=[men[0].pk])).content.decode()
+    html = admin_client.get(reverse("admin:visual_recs_catalog_product_change", args=[men[0].pk])).content.decode()
     assert "Visual recommendations" in html
     expected = indexing.recommendations(men[0], 10).items
     assert html.count("<small>d = ") == len(expected) == 5
     for item in expected:
-        assert reverse("admin:visual_recs_product_change", args=[item.object.pk]) in html
+        assert reverse("admin:visual_recs_catalog_product_change", args=[item.object.pk]) in html
         assert f"d = {item.distance:.2f}" in html
 
 
 def test_the_change_page_of_a_failed_product_says_why(admin_client, broken):
-    html = admin_client.get(reverse("admin:visual_recs_product_change", args=[broken.pk])).content.decode()
+    html = admin_client.get(reverse("admin:visual_recs_catalog_product_change", args=[broken.pk])).content.decode()
     assert "not an image file" in html and "None yet." in html
 
 
@@ -98,7 +99,7 @@ def test_the_action_enqueues_the_selection_and_reports_how_many(admin_client, me
     response = run_action(admin_client, men[:3])
     assert response.status_code == 200
     assert [str(m) for m in response.context["messages"]] == ["Queued 3 products for reindexing."]
-    assert enqueued == [("visual_recs.tasks.index_batch", ("visual_recs", "product", sorted(str(p.pk) for p in men[:3]), True))]
+    assert enqueued == [("visual_recs.tasks.index_batch", ("visual_recs_catalog", "product", sorted(str(p.pk) for p in men[:3]), True))]
     after = dict(FeatureVector.objects.values_list("object_id", "updated_at"))
     # Forced: extracted again though the photos did not change; the others left alone.
     assert all(after[str(p.pk)] > before[str(p.pk)] for p in men[:3])
@@ -191,7 +192,7 @@ def test_after_a_fit_the_preview_shows_each_learned_part_of_a_distance(settings,
     ]
     products = make_catalog(ids)
     indexing.fit(registry.get("products"))
-    html = admin_client.get(reverse("admin:visual_recs_product_change", args=[products[0].pk])).content.decode()
+    html = admin_client.get(reverse("admin:visual_recs_catalog_product_change", args=[products[0].pk])).content.decode()
     items = indexing.recommendations(products[0], 10).items
     parts = indexing.distance_parts(registry.get("products"), str(products[0].pk), [str(i.object.pk) for i in items])
     for item in items:

@@ -23,7 +23,7 @@ from rest_framework import serializers
 
 from tests.conftest import ids_of, photo_bytes
 from visual_recs import indexing, queue, registry
-from visual_recs.models import Product
+from visual_recs.contrib.catalog.models import Product
 
 pytestmark = [pytest.mark.django_db]
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from tests.conftest import photo_bytes
 from visual_recs import indexing, registry, tasks
-from visual_recs.models import FeatureVector, Product
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

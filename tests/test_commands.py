@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 
 from tests.conftest import photo_bytes, use_fake_extractor
 from visual_recs import queue
-from visual_recs.models import FeatureVector, Product, SimilarItem
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector, SimilarItem
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,8 @@ from tests.lists import stored_lists, true_lists
 from visual_recs import indexing, learning, registry
 from visual_recs.backends import get_extractor, get_index
 from visual_recs.exceptions import LearningError
-from visual_recs.models import FeatureVector, Fit, Product
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector, Fit
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,11 @@ from django.core.management import CommandError, call_command
 
 from tests.catalog_files import write_catalog_csv
 from tests.conftest import CATALOG_DIR, ids_of
-from visual_recs import catalog, indexing, registry
-from visual_recs.models import FeatureVector, Product, SimilarItem
+from visual_recs import indexing, registry
+from visual_recs.contrib.catalog import importer
+from visual_recs.contrib.catalog.mapping import bundled_mapping
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector, SimilarItem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_extractor")]
 
@@ -198,7 +201,8 @@ def test_limit_imports_the_first_rows_only(tmp_path, images_dir, sample_ids, cat
 def test_unindexed_products_are_indexed_by_a_rerun(tmp_path, images_dir, sample_ids, catalog_rows):
     """A first run that stopped after the import (or whose queue was down) is finished by the next."""
     csv_path = write_catalog_csv(tmp_path / "fashion.csv", [catalog_rows[pid] for pid in sample_ids])
-    catalog.import_rows(catalog.read_catalog(csv_path), images_dir)  # imported, never indexed
+    mapping = bundled_mapping()
+    importer.import_rows(importer.read_catalog(csv_path, mapping), images_dir, mapping)  # imported, never indexed
     assert not FeatureVector.objects.exists()
 
     output = run_import(csv_path, images_dir, "--index")
@@ -238,7 +242,7 @@ def test_a_catalog_model_that_is_not_indexed_is_imported_and_says_so(
 
     output = run_import(csv_path, images_dir)
 
-    assert "6 created" in output and "Not indexed: visual_recs.Product is not registered" in output
+    assert "6 created" in output and "Not indexed: visual_recs_catalog.Product is not registered" in output
     assert not FeatureVector.objects.exists()
 
 
@@ -256,14 +260,14 @@ def test_an_import_stopped_midway_leaves_nothing_a_rerun_misses(
     rephotographed["Image"] = "13683.jpg"
     write_catalog_csv(csv_path, rows)
 
-    real_validate = catalog._validate
+    real_validate = importer._Importer.validate
 
-    def killed_after_the_first_photo(product, values):
+    def killed_after_the_first_photo(self, product):
         if str(product.pk) == rows[1]["ProductId"]:
             raise KeyboardInterrupt  # the process stopped: nothing after this line runs
-        real_validate(product, values)
+        real_validate(self, product)
 
-    monkeypatch.setattr(catalog, "_validate", killed_after_the_first_photo)
+    monkeypatch.setattr(importer._Importer, "validate", killed_after_the_first_photo)
     with pytest.raises(KeyboardInterrupt):
         run_import(csv_path, images_dir)
     # The block rolled back: the row still names the old photo, whose file and vector are intact.
@@ -271,7 +275,7 @@ def test_an_import_stopped_midway_leaves_nothing_a_rerun_misses(
     assert product.image.read() == old_photo
     assert FeatureVector.objects.get(object_id=pid).image_sha256 == old_vector.image_sha256
 
-    monkeypatch.setattr(catalog, "_validate", real_validate)
+    monkeypatch.setattr(importer._Importer, "validate", real_validate)
     assert "1 updated" in run_import(csv_path, images_dir)
     vector = FeatureVector.objects.get(object_id=pid)
     assert vector.status == FeatureVector.Status.READY
@@ -288,15 +292,15 @@ def test_a_committed_block_has_its_changed_vectors_marked_pending(
     rows[0]["Image"] = "13683.jpg"
     rows[3]["ProductTitle"] = "Changed too"
     write_catalog_csv(csv_path, rows)
-    monkeypatch.setattr(catalog, "_ROWS_PER_TRANSACTION", 2)
-    real_validate = catalog._validate
+    monkeypatch.setattr(importer, "_ROWS_PER_TRANSACTION", 2)
+    real_validate = importer._Importer.validate
 
-    def killed_in_the_second_block(product, values):
+    def killed_in_the_second_block(self, product):
         if str(product.pk) == rows[3]["ProductId"]:
             raise KeyboardInterrupt
-        real_validate(product, values)
+        real_validate(self, product)
 
-    monkeypatch.setattr(catalog, "_validate", killed_in_the_second_block)
+    monkeypatch.setattr(importer._Importer, "validate", killed_in_the_second_block)
     with pytest.raises(KeyboardInterrupt):
         run_import(csv_path, images_dir)
     assert FeatureVector.objects.get(object_id=rows[0]["ProductId"]).status == FeatureVector.Status.PENDING

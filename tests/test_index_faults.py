@@ -20,7 +20,8 @@ from tests.test_list_repairs import Catalog, K, assert_lists_are_true
 from visual_recs import indexing, queue, registry
 from visual_recs.backends import get_index
 from visual_recs.exceptions import ImageError
-from visual_recs.models import FeatureVector, Product, SimilarItem
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector, SimilarItem
 
 pytestmark = pytest.mark.django_db
 

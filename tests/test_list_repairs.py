@@ -19,7 +19,8 @@ from tests.conftest import use_fake_extractor
 from tests.lists import stored_lists, true_lists
 from visual_recs import indexing, queue, registry
 from visual_recs.backends import get_index
-from visual_recs.models import FeatureVector, Product, SimilarItem
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector, SimilarItem
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,8 @@ from django.core.files.base import ContentFile
 
 from tests.conftest import photo_bytes, use_fake_extractor
 from visual_recs import indexing, registry
-from visual_recs.models import FeatureVector, Product, SimilarItem
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector, SimilarItem
 
 @pytest.fixture
 def fast_extractor(settings):

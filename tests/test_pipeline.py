@@ -7,7 +7,8 @@ import pytest
 
 from tests.conftest import ids_of
 from visual_recs import indexing, registry
-from visual_recs.models import FeatureVector, Product, SimilarItem
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector, SimilarItem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

@@ -29,10 +29,10 @@ def test_the_configured_settings_pass_the_checks(resnet_weights):
     "entry, expected",
     [
         ({"model": "shop.Missing"}, ["visual_recs.E001"]),
-        ({"model": "visual_recs.Product", "image_field": "photo"}, ["visual_recs.E002"]),
-        ({"model": "visual_recs.Product", "image_field": "title"}, ["visual_recs.E002"]),
-        ({"model": "visual_recs.Product", "partition_field": "sex"}, ["visual_recs.E003"]),
-        ({"model": "visual_recs.Product", "filter": {"in_stock": True}}, ["visual_recs.E004"]),
+        ({"model": "visual_recs_catalog.Product", "image_field": "photo"}, ["visual_recs.E002"]),
+        ({"model": "visual_recs_catalog.Product", "image_field": "title"}, ["visual_recs.E002"]),
+        ({"model": "visual_recs_catalog.Product", "partition_field": "sex"}, ["visual_recs.E003"]),
+        ({"model": "visual_recs_catalog.Product", "filter": {"in_stock": True}}, ["visual_recs.E004"]),
     ],
 )
 def test_model_mistakes_are_reported(settings, entry, expected):
@@ -40,9 +40,17 @@ def test_model_mistakes_are_reported(settings, entry, expected):
     assert ids(check_models()) == expected
 
 
-def test_empty_models_are_reported(settings):
-    settings.VISUAL_RECS = {"MODELS": {}}
-    assert ids(check_models()) == ["visual_recs.E001"]
+def test_no_registered_model_is_a_warning_and_the_default(settings):
+    """The core defaults to no model (it has none of its own): a warning, not an error that stops migrate."""
+    settings.VISUAL_RECS = {}
+    assert ids(check_models()) == ["visual_recs.W002"]
+
+
+def test_the_bundled_products_old_label_says_where_it_went(settings):
+    settings.VISUAL_RECS = {"MODELS": {"products": {"model": "visual_recs.Product"}}}
+    (error,) = check_models()
+    assert error.id == "visual_recs.E001" and "visual_recs.contrib.catalog" in error.hint
+    assert "'visual_recs_catalog.Product'" in error.hint
 
 
 def test_backend_mistakes_are_reported(settings, tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from tests.conftest import ids_of, photo_bytes
 from visual_recs import indexing, queue, registry
 from visual_recs.exceptions import ImageTooLarge, UnknownPartition
-from visual_recs.models import FeatureVector, Product, SimilarItem
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.models import FeatureVector, SimilarItem
 
 pytestmark = [pytest.mark.django_db]
 

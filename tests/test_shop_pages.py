@@ -15,8 +15,10 @@ from django.core.management import call_command
 from demo_shop.shop import views
 from tests.catalog_files import write_catalog_csv
 from tests.conftest import CATALOG_DIR, ids_of, photo_bytes
-from visual_recs import catalog, indexing
-from visual_recs.models import Product
+from visual_recs import indexing
+from visual_recs.contrib.catalog import importer
+from visual_recs.contrib.catalog.mapping import bundled_mapping
+from visual_recs.contrib.catalog.models import Product
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_extractor", "api_cache")]  # api_cache: throttle counts
 
@@ -37,7 +39,8 @@ def shop(tmp_path, catalog_rows) -> dict[str, str]:
     ids = sorted({SHOE, *ids_of(catalog_rows, gender="Men", count=7)}, key=int)
     ids += ids_of(catalog_rows, gender="Women", count=6) + ids_of(catalog_rows, gender="Girls", count=6)
     csv_path = write_catalog_csv(tmp_path / "fashion.csv", [catalog_rows[pid] for pid in ids])
-    catalog.import_rows(catalog.read_catalog(csv_path), CATALOG_DIR / "images")
+    mapping = bundled_mapping()
+    importer.import_rows(importer.read_catalog(csv_path, mapping), CATALOG_DIR / "images", mapping)
     indexing.index_many(Product.objects.all())
     return {pid: catalog_rows[pid]["Gender"] for pid in ids}
 

@@ -12,7 +12,7 @@ from django.utils.html import escape
 from tests.conftest import ids_of
 from tests.testapp.models import Garment
 from visual_recs import indexing, queue, registry
-from visual_recs.models import Product
+from visual_recs.contrib.catalog.models import Product
 
 pytestmark = [pytest.mark.django_db]
 

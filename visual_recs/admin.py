@@ -1,6 +1,7 @@
-"""Admin: the bundled Product with its index status and similar items, and the feature vectors.
+"""Admin: the feature vectors, and a mixin that shows a registered model's index status.
 
-A shop's own product admin gets the same in one line::
+A shop's own product admin gets it in one line (``visual_recs.contrib.catalog`` does this for
+the bundled Product)::
 
     @admin.register(Garment)
     class GarmentAdmin(VisualRecsAdminMixin, admin.ModelAdmin):
@@ -25,7 +26,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext, gettext_lazy as _
 
 from . import indexing, queue, registry
-from .models import FeatureVector, IndexStatus, Product
+from .models import FeatureVector, IndexStatus
 
 REINDEX_ACTION = "reindex_visual_features"
 #: Objects per queued task: one pass of the network over a batch, as the reindex command queues.
@@ -179,13 +180,6 @@ class VisualRecsAdminMixin:
             )
         except NoReverseMatch:
             return "#"
-
-
-@admin.register(Product)
-class ProductAdmin(VisualRecsAdminMixin, admin.ModelAdmin):
-    list_display = ("title", "gender", "category", "product_type", "colour", "is_active")
-    list_filter = ("is_active", "gender", "category", "product_type")
-    search_fields = ("title", "sku")
 
 
 @admin.register(FeatureVector)

@@ -21,8 +21,19 @@ def _error(msg: str, id: str, hint: str | None = None) -> checks.Error:
 def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     errors = []
     registered = app_settings.MODELS
-    if not isinstance(registered, dict) or not registered:
-        return [_error("VISUAL_RECS['MODELS'] must be a non-empty dict of key -> options.", "visual_recs.E001")]
+    if not isinstance(registered, dict):
+        return [_error("VISUAL_RECS['MODELS'] must be a dict of key -> options.", "visual_recs.E001")]
+    if not registered:
+        # Not an error: a shop may install the app before it registers its catalog.
+        return [
+            checks.Warning(
+                "VISUAL_RECS['MODELS'] registers no model: nothing is indexed and no page shows similar items.",
+                hint="Add {'products': {'model': 'shop.Product', 'image_field': 'photo', ...}} (README, Quickstart), "
+                "or install visual_recs.contrib.catalog and register 'visual_recs_catalog.Product'.",
+                obj="settings.VISUAL_RECS",
+                id="visual_recs.W002",
+            )
+        ]
     for key, options in registered.items():
         where = f"VISUAL_RECS['MODELS'][{key!r}]"
         try:
@@ -32,7 +43,7 @@ def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 _error(
                     f"{where}['model'] = {options.get('model')!r} is not an installed model.",
                     "visual_recs.E001",
-                    hint="Use 'app_label.ModelName', e.g. 'visual_recs.Product'.",
+                    hint=_model_hint(options.get("model")),
                 )
             )
             continue
@@ -63,6 +74,16 @@ def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         except (FieldError, TypeError, ValueError) as exc:
             errors.append(_error(f"{where}['filter'] is not a valid filter: {exc}", "visual_recs.E004"))
     return errors
+
+
+def _model_hint(label) -> str:
+    if isinstance(label, str) and label.lower() == "visual_recs.product":
+        # 0.1's bundled Product: it moved to an opt-in app (README, "Upgrading from 0.1").
+        return (
+            "The bundled Product moved to the opt-in app visual_recs.contrib.catalog: add it to INSTALLED_APPS "
+            "and write 'visual_recs_catalog.Product'."
+        )
+    return "Use 'app_label.ModelName', e.g. 'shop.Product'."
 
 
 def _check_image_field(where: str, model, image_field: str) -> list[checks.CheckMessage]:
@@ -245,7 +266,7 @@ def _check_weights(extractor) -> list[checks.CheckMessage]:
                     f"The fast extractor's converted network is not usable: {exc}",
                     hint="Vectors and searches by photo wait for it; see the README's 'Faster extraction'.",
                     obj="settings.VISUAL_RECS",
-                    id="visual_recs.W002",
+                    id="visual_recs.W003",
                 )
             ]
     return []

@@ -12,14 +12,9 @@ from typing import Any
 
 from django.conf import settings
 
-DEFAULT_MODELS: dict[str, dict[str, Any]] = {
-    "products": {
-        "model": "visual_recs.Product",
-        "image_field": "image",
-        "partition_field": "gender",
-        "filter": {"is_active": True},
-    },
-}
+# Nothing is indexed until the shop registers a model: the core has no product model of its own
+# to default to (the bundled one is in the opt-in visual_recs.contrib.catalog).
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {}
 # The fast extractor in FP32: TensorFlow's lists (bench/extract.py), more photos a second, a
 # web process without TensorFlow, and nothing to ask of the shop (INT8 needs its photos).
 DEFAULT_EXTRACTOR: dict[str, Any] = {
@@ -42,8 +37,8 @@ class AppSettings:
     def MODELS(self) -> dict[str, dict[str, Any]]:
         """Which host models are indexed: ``{key: {"model", "image_field", "partition_field", "filter"}}``.
 
-        The key names the model in URLs and commands. ``partition_field`` None puts the whole
-        catalog in one partition; ``filter`` is what may be shown as a recommendation. An optional
+        Empty by default (system check ``visual_recs.W002`` says so). The key names the model in
+        URLs and commands. ``partition_field`` None puts the whole catalog in one partition; ``filter`` is what may be shown as a recommendation. An optional
         ``"serializer"`` (dotted path of a DRF serializer of one object) replaces how the REST API
         shows that model's products.
 

@@ -1,8 +1,9 @@
-"""The bundled catalog model and the two tables the app keeps about any host model.
+"""The tables the app keeps about any host model: vectors, neighbour lists, index entries, fits.
 
 ``FeatureVector`` and ``SimilarItem`` point at products by content type + object id (a
 CharField, since a shop's primary keys are not always integers), so the app attaches to a
-shop's own product model without touching it.
+shop's own product model without touching it. The bundled ``Product`` is opt-in: it lives in
+``visual_recs.contrib.catalog``.
 """
 
 from __future__ import annotations
@@ -12,49 +13,6 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-
-
-class AbstractProduct(models.Model):
-    """A catalog product with the fields of the sample fashion dataset.
-
-    Subclass it to add fields; point ``VISUAL_RECS["MODELS"]`` at the subclass.
-    """
-
-    class Gender(models.TextChoices):
-        MEN = "Men", _("Men")
-        WOMEN = "Women", _("Women")
-        BOYS = "Boys", _("Boys")
-        GIRLS = "Girls", _("Girls")
-        UNISEX = "Unisex", _("Unisex")
-
-    title = models.CharField(_("title"), max_length=255)
-    gender = models.CharField(_("gender"), max_length=20, choices=Gender.choices, db_index=True)
-    category = models.CharField(_("category"), max_length=50, blank=True)
-    subcategory = models.CharField(_("subcategory"), max_length=50, blank=True)
-    product_type = models.CharField(_("product type"), max_length=50, blank=True)
-    colour = models.CharField(_("colour"), max_length=50, blank=True)
-    usage = models.CharField(_("usage"), max_length=50, blank=True)
-    image = models.ImageField(_("photo"), upload_to="products/", blank=True)
-    is_active = models.BooleanField(_("active"), default=True, db_index=True)
-    sku = models.CharField(_("SKU"), max_length=64, blank=True)
-    price = models.DecimalField(_("price"), max_digits=10, decimal_places=2, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        abstract = True
-        ordering = ["pk"]
-
-    def __str__(self) -> str:
-        return self.title
-
-
-class Product(AbstractProduct):
-    """The bundled catalog, for shops without one of their own and for the demo."""
-
-    class Meta(AbstractProduct.Meta):
-        verbose_name = _("product")
-        verbose_name_plural = _("products")
 
 
 class IndexStatus(models.TextChoices):

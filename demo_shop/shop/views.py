@@ -1,6 +1,6 @@
 """The demo shop's pages: the catalog, a product with its similar items, search by photo, and the photos.
 
-They read the bundled ``visual_recs.Product``; the similar items come from the app's template
+They read the bundled Product (``visual_recs.contrib.catalog``); the similar items come from the app's template
 tag and search by photo from ``indexing.search_by_image``, the service the REST API uses too.
 """
 
@@ -19,8 +19,8 @@ from django.views import static
 
 from visual_recs import indexing, registry
 from visual_recs.api.throttling import SEARCH_SCOPE, SearchRateThrottle
+from visual_recs.contrib.catalog.models import Product
 from visual_recs.exceptions import ImageError, SearchBusy, SearchUnavailable
-from visual_recs.models import Product
 
 PAGE_SIZE = 24
 SEARCH_RESULTS = 12

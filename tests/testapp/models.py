@@ -55,3 +55,22 @@ class ListingImage(models.Model):
 
     class Meta:
         ordering = ["display_order", "pk"]
+
+
+class Article(models.Model):
+    """A shop's catalog row found by its own SKU (not the primary key), with a price: what a shop's
+    own CSV is imported into (``visual_recs_import_catalog --model testapp.Article``)."""
+
+    class Audience(models.TextChoices):
+        MEN = "men"
+        WOMEN = "women"
+
+    sku = models.CharField(max_length=20, unique=True)
+    name = models.CharField(max_length=200)
+    audience = models.CharField(max_length=10, choices=Audience.choices)
+    price = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    picture = models.ImageField(upload_to="articles/", blank=True)
+    published = models.BooleanField(default=True)
+
+    def __str__(self):
+        return self.name
