@@ -11,7 +11,7 @@ PORT ?= 8000
 CATALOG_DIR ?= $(CURDIR)/../shared/data/fashion-images
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-postgres test-pgvector weights venv clean
+.PHONY: demo test test-postgres test-pgvector test-django dist test-wheel weights venv clean
 
 $(INSTALLED): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,25 @@ test-pgvector: weights
 	url="$$($(PY) -W ignore -m tests.pgvector_server url)" && \
 		DATABASE_URL="$$url" VISUAL_RECS_TEST_INDEX=pgvector $(PY) -m pytest -m "not browser"
 
+# The suite on another supported Django, e.g. `make test-django VERSION=4.2` (or 5.1), in a
+# virtualenv of its own (.venv-django42) with the same extras; the browser test left out.
+DJANGO_VENV = .venv-django$(subst .,,$(VERSION))
+test-django: weights
+	@test -n "$(VERSION)" || { echo "Name the Django version: make test-django VERSION=4.2"; exit 2; }
+	test -x $(DJANGO_VENV)/bin/python || $(PYTHON) -m venv $(DJANGO_VENV)
+	$(DJANGO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DJANGO_VENV)/bin/python -m pip install --quiet -e ".[api,postgres,pgvector,demo,test]" "Django~=$(VERSION).0"
+	$(DJANGO_VENV)/bin/python -m pytest -m "not browser"
+
+# The sdist and the wheel, in dist/.
+dist: $(INSTALLED)
+	$(PY) -m build --outdir dist .
+
+# Both built afresh, the sdist shown complete, the wheel installed in a clean virtualenv and
+# smoke-tested outside the checkout (.ci/test-wheel says how).
+test-wheel: $(INSTALLED)
+	.ci/test-wheel $(PY)
+
 # The local demo's secret key: random, made once, readable by its owner only, never committed.
 SECRET_KEY_FILE := var/secret_key
 $(SECRET_KEY_FILE):
@@ -57,4 +76,4 @@ demo: weights $(SECRET_KEY_FILE)
 	$(DEMO_MANAGE) runserver $(HOST):$(PORT)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) .venv-django* var .pytest_cache dist build

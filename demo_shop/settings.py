@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
@@ -106,7 +107,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take SQLite's write lock when their transaction begins and wait for each other;
     # with the default (deferred) a transaction that read first fails with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}
+    # transaction_mode is new in Django 5.1; on older ones such a task fails and is retried.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30}
+    if django.VERSION >= (5, 1):
+        DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Unset: each process has its own memory cache, fine for `make demo`. Several web processes

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -59,7 +60,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # VISUAL_RECS_TEST_DB lets two test runs share a checkout without sharing a database.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISUAL_RECS_TEST_DB", str(VAR_DIR / "test-db.sqlite3"))}
     # As a shop on SQLite should: writers wait for each other rather than fail (README, "Settings").
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    # transaction_mode is new in Django 5.1; older ones only wait (timeout) on plain writes.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30}
+    if django.VERSION >= (5, 1):
+        DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 if _worker_db:
     DATABASES["default"]["NAME"] = _worker_db
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -176,9 +176,13 @@ def test_indexing_tasks_go_back_to_the_broker_when_their_worker_dies():
 @pytest.mark.django_db(transaction=True)
 def test_two_writers_on_sqlite_wait_for_each_other_instead_of_failing():
     """Two workers repairing lists at once on SQLite: with deferred transactions both read, then
-    one fails to write with "database is locked"; with IMMEDIATE the second waits its turn."""
+    one fails to write with "database is locked"; with IMMEDIATE the second waits its turn.
+
+    Django 4.2 and 5.0 have no transaction_mode, so there the settings cannot ask for IMMEDIATE:
+    the test pins the failure the README warns about (the task then retries)."""
     import threading
 
+    import django
     from django.db import transaction
 
     from visual_recs.models import ExactIndexChange
@@ -206,6 +210,10 @@ def test_two_writers_on_sqlite_wait_for_each_other_instead_of_failing():
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    if django.VERSION < (5, 1):
+        assert [str(error) for error in errors] == ["database is locked"]
+        assert ExactIndexChange.objects.filter(collection__in=["a", "b"]).count() == 1
+        return
     assert errors == []
     assert ExactIndexChange.objects.filter(collection__in=["a", "b"]).count() == 2
 

@@ -34,13 +34,31 @@ class Chip:
     label: str
     count: int
     active: bool
+    url: str
 
 
-def _chips(products: QuerySet, field: str, selected: str) -> list[Chip]:
-    """The values of ``field`` among ``products``, with counts, for filter links."""
+def _query_string(request: HttpRequest, **changes: object) -> str:
+    """The page's query string with ``changes`` (None removes a key), as ``{% querystring %}`` makes it.
+
+    That tag is new in Django 5.1; the demo runs on 4.2 too.
+    """
+    query = request.GET.copy()
+    for key, value in changes.items():
+        if value is None:
+            query.pop(key, None)
+        else:
+            query[key] = value
+    return f"?{query.urlencode()}"
+
+
+def _chips(request: HttpRequest, products: QuerySet, field: str, selected: str) -> list[Chip]:
+    """The values of ``field`` among ``products``, with counts, for filter links (back to page 1)."""
     labels = dict(Product._meta.get_field(field).flatchoices)
     rows = products.exclude(**{field: ""}).values_list(field).annotate(n=Count("pk")).order_by(field)
-    return [Chip(value, str(labels.get(value, value)), n, value == selected) for value, n in rows]
+    return [
+        Chip(value, str(labels.get(value, value)), n, value == selected, _query_string(request, **{field: value, "page": None}))
+        for value, n in rows
+    ]
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
@@ -60,9 +78,16 @@ def catalog(request: HttpRequest) -> HttpResponse:
             "page": page,
             "gender": gender,
             "category": category,
-            "gender_chips": _chips(by_category, "gender", gender),
-            "category_chips": _chips(by_gender, "category", category),
-            "elided_pages": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+            "gender_chips": _chips(request, by_category, "gender", gender),
+            "category_chips": _chips(request, by_gender, "category", category),
+            "all_genders_url": _query_string(request, gender=None, page=None),
+            "all_categories_url": _query_string(request, category=None, page=None),
+            "page_links": [
+                (number, _query_string(request, page=number))
+                for number in page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
+            ],
+            "previous_url": _query_string(request, page=page.previous_page_number()) if page.has_previous() else None,
+            "next_url": _query_string(request, page=page.next_page_number()) if page.has_next() else None,
         },
     )
 
