@@ -56,6 +56,7 @@ def configure() -> None:
             "rest_framework",
             "drf_spectacular",
             "visual_recs",
+            "visual_recs.contrib.catalog",
         ],
         MIDDLEWARE=[
             "django.contrib.sessions.middleware.SessionMiddleware",
@@ -86,7 +87,15 @@ def configure() -> None:
         # A broker nobody listens on: saves inside queue.paused() must not need one.
         CELERY_BROKER_URL="redis://127.0.0.1:1/0",
         VISUAL_RECS={
-            # The bundled Product with its defaults (gender partitions, is_active filter).
+            # The bundled Product of the opt-in catalog app, by gender, shown when active.
+            "MODELS": {
+                "products": {
+                    "model": "visual_recs_catalog.Product",
+                    "image_field": "image",
+                    "partition_field": "gender",
+                    "filter": {"is_active": True},
+                }
+            },
             "EXTRACTOR": {"BACKEND": f"{__name__}.MeanColourExtractor"},
             "NEIGHBOURS": 5,
         },
@@ -122,7 +131,7 @@ def main() -> None:
     from django.test import Client
 
     from visual_recs import indexing, queue
-    from visual_recs.models import Product
+    from visual_recs.contrib.catalog.models import Product
 
     where = Path(visual_recs.__file__).resolve()
     assert "site-packages" in where.parts, f"visual_recs imported from {where}, not from the installed wheel"
@@ -130,7 +139,7 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     out = io.StringIO()
-    call_command("makemigrations", "visual_recs", "--check", "--dry-run", stdout=out)
+    call_command("makemigrations", "visual_recs", "visual_recs_catalog", "--check", "--dry-run", stdout=out)
     assert "No changes detected" in out.getvalue(), out.getvalue()
     step("migrate; the shipped migrations match the models (makemigrations --check)")
     call_command("check", fail_level="WARNING")
@@ -169,9 +178,15 @@ def main() -> None:
     staff = get_user_model().objects.create_superuser("staff", "staff@example.com", "not-used")
     client.force_login(staff)
     assert client.get("/api/visual-recs/status/").json()["models"]["products"]["partitions"]["Men"]["ready"] == 3
-    changelist = client.get("/admin/visual_recs/product/")
+    changelist = client.get("/admin/visual_recs_catalog/product/")
     assert changelist.status_code == 200 and b"Red shoe" in changelist.content
     step("staff: status counts 3 ready; the admin's Product change list renders")
+    from visual_recs.backends.fast import FastResNet50Extractor
+
+    assert FastResNet50Extractor().precision == "fp32"
+    import openvino  # noqa: F401  (the default extractor's runtime is a dependency of the wheel)
+
+    step("the default extractor's module and OpenVINO import from the installed wheel")
     print(f"smoke test of the installed wheel passed (Python {sys.version.split()[0]})")
 
 
