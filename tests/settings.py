@@ -4,6 +4,7 @@ Tasks run eagerly unless a test points Celery at the real broker and worker. The
 is a file (SQLite by default, or DATABASE_URL) so a worker process can share it.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -97,6 +98,13 @@ VISUAL_RECS = {
     },
     "NEIGHBOURS": 20,
 }
+
+# With django-oscar installed (the `oscar` extra; CI has it), its apps and visual_recs.contrib.oscar
+# are installed too, for tests/test_oscar_*.py; without it those tests are skipped.
+if importlib.util.find_spec("oscar") is not None:
+    from tests.oscar_shop.installed import *  # noqa: F401,F403
+
+    INSTALLED_APPS += OSCAR_APPS  # noqa: F405
 
 # VISUAL_RECS_TEST_INDEX=pgvector (`make test-pgvector`) runs the suite on PgvectorIndex.
 if os.environ.get("VISUAL_RECS_TEST_INDEX") == "pgvector":

@@ -110,19 +110,24 @@ def demo_server(tmp_path_factory, small_catalog, resnet_weights) -> Iterator[str
     count = len(small_catalog)
     assert f"{count} rows: {count} created" in output and f"products: {count} indexed" in output, output
 
-    port = free_port()
     log = workdir / "server.log"
-    with log.open("w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    server, base_url = start_runserver(env, log)
     try:
         wait_until_serving(f"{base_url}/", server, log)
         yield base_url
     finally:
         stop(server)
+
+
+def start_runserver(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``manage.py runserver`` with ``env`` on a free port, its output in ``log``; returns it and its base URL."""
+    port = free_port()
+    with log.open("w") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    return server, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

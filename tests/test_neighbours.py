@@ -121,3 +121,28 @@ def test_a_partition_lock_keeps_other_connections_out_on_postgresql():
         assert not other_connection_can_lock("Men")
         assert other_connection_can_lock("Women")
     assert other_connection_can_lock("Men")
+
+
+@pytest.mark.django_db
+def test_lists_changed_names_every_list_written_or_dropped(fast_extractor, make_catalog, catalog_rows, django_capture_on_commit_callbacks):
+    """The one signal a shop copies lists from: each written list is named, and so is a dropped one."""
+    men = sorted((pid for pid, row in catalog_rows.items() if row["Gender"] == "Men"), key=int)[:4]
+    products = make_catalog(men)
+    ids = [str(product.pk) for product in products]
+    told: list[tuple[str, set[str]]] = []
+
+    def receiver(sender, indexed_model, source_ids, **kwargs):
+        told.append((sender._meta.label, set(source_ids)))
+
+    indexing.lists_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            products[0].delete()
+        assert told and {label for label, _ in told} == {"visual_recs.Product"}
+        named = set().union(*(written for _, written in told))
+        assert named == set(ids)  # the dropped list and the three that named it
+        told.clear()
+        indexing.rebuild_partition(registry.get("products"), "Men")
+        assert set().union(*(written for _, written in told)) == set(ids[1:])
+    finally:
+        indexing.lists_changed.disconnect(receiver)

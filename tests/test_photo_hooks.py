@@ -276,6 +276,8 @@ def test_the_registered_hooks_pass_the_checks(settings):
         ({"photo_models": [{"model": "testapp.Garment", "owner": "photo"}]}, "visual_recs.E012"),
         ({"photo_models": "testapp.ListingImage"}, "visual_recs.E012"),
         ({"image_field": "title"}, "visual_recs.E013"),
+        ({"partition_field": None, "partition": "tests.testapp.visual.nowhere"}, "visual_recs.E011"),
+        ({"partition": lambda listing: listing.department}, "visual_recs.E014"),
     ],
 )
 def test_hook_mistakes_are_reported(settings, changes, expected):
@@ -310,3 +312,25 @@ def test_listings_are_indexed_by_resnet50_from_their_images(settings, resnet_wei
         similar = indexing.similar_to(listing, limit=5)
         assert {item.object.department for item in similar} == {listing.department}
         assert len(similar) == 2  # the others of its department; the variant shares a photo, so never twice
+
+
+def test_a_partition_hook_partitions_and_selects(listings, settings, committed, photo_ids):
+    by_title = {key: value for key, value in LISTINGS.items() if key != "partition_field"}
+    settings.VISUAL_RECS = {
+        **settings.VISUAL_RECS,
+        "MODELS": {"listings": {**by_title, "partition": lambda listing: (listing.title.split() or [None])[0]}},
+    }
+    with committed():
+        shirts = [new_listing("Shirt one"), new_listing("Shirt two")]
+        blouse = new_listing("Blouse")
+        untitled = new_listing("")
+    with committed():
+        for listing, product_id in zip([*shirts, blouse, untitled], photo_ids):
+            add_image(listing, product_id)
+
+    indexed_model = registry.get("listings")
+    assert indexed_model.partitioned and indexed_model.partition_field is None
+    assert [vector_of(listing).partition for listing in [*shirts, blouse, untitled]] == ["Shirt", "Shirt", "Blouse", ""]
+    assert [item.object for item in indexing.similar_to(shirts[0])] == [shirts[1]]
+    assert list(indexed_model.in_partition(indexed_model.all(), "Shirt").order_by("pk")) == shirts
+

@@ -60,7 +60,15 @@ def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         errors.extend(_check_hooks(where, model, options))
         errors.extend(_check_photo_models(where, model, options.get("photo_models")))
         partition_field = options.get("partition_field")
-        if partition_field:
+        if partition_field and options.get("partition") is not None:
+            errors.append(
+                _error(
+                    f"{where} sets both 'partition_field' and 'partition'; only one can say what an object's partition is.",
+                    "visual_recs.E014",
+                    hint="Keep 'partition_field' for a field of the model itself, or 'partition' for a callable.",
+                )
+            )
+        elif partition_field:
             try:
                 model._meta.get_field(partition_field)
             except FieldDoesNotExist:

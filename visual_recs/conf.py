@@ -59,6 +59,9 @@ class AppSettings:
         - ``"dependants"``: ``dependants(obj) -> iterable of objects of this model`` whose photo
           follows ``obj``'s (a variant with none of its own shows its parent's, e.g.
           ``obj.children.all()``): looked at again whenever ``obj`` is saved or its photos change.
+        - ``"partition"``: ``partition(obj) -> str | None``, in place of ``partition_field`` (set
+          one of the two), for a partition no field of the model holds (django-oscar's product
+          attributes); None or "" puts the object in the "" partition.
         """
         return self._get("MODELS", DEFAULT_MODELS)
 

@@ -25,7 +25,7 @@ from .exceptions import NotRegistered
 
 
 #: The entry's keys that name a callable (a dotted path, or the callable itself).
-HOOKS = ("photo", "with_photo", "shown", "dependants")
+HOOKS = ("photo", "with_photo", "shown", "dependants", "partition")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class IndexedModel:
     shown_hook: Callable[[models.QuerySet], models.QuerySet] | None = None
     #: ``dependants(obj) -> iterable of objects`` whose photo follows ``obj``'s (re-indexed with it).
     dependants_hook: Callable[[models.Model], Iterable[models.Model]] | None = None
+    #: ``partition(obj) -> str | None``: the partition of an object, when no field of its own holds it.
+    partition_hook: Callable[[models.Model], Any] | None = None
     #: Related models whose rows are this model's photos.
     photo_models: tuple[PhotoModel, ...] = ()
     #: Fields (or attributes, or methods) whose values ``visual_recs_fit`` learns from.
@@ -120,12 +122,26 @@ class IndexedModel:
         image = self.image_of(obj)
         return image.url if image is not None else None
 
+    @property
+    def partitioned(self) -> bool:
+        """Whether the catalog is split into partitions (by ``partition_field`` or a ``partition`` hook)."""
+        return bool(self.partition_field) or self.partition_hook is not None
+
     def partition_of(self, obj: models.Model) -> str:
-        """The partition value of ``obj`` as a string ("" when the catalog is one partition)."""
-        if not self.partition_field:
+        """The partition value of ``obj`` as a string ("" when the catalog is one partition, or the value is missing)."""
+        if self.partition_hook is not None:
+            value = self.partition_hook(obj)
+        elif self.partition_field:
+            value = self.model._meta.get_field(self.partition_field).value_from_object(obj)
+        else:
             return ""
-        value = self.model._meta.get_field(self.partition_field).value_from_object(obj)
         return "" if value is None else str(value)
+
+    def in_partition(self, queryset: models.QuerySet, partition: str) -> models.QuerySet:
+        """Those of ``queryset`` in ``partition``: a filter on ``partition_field``, or (with a hook) each object asked."""
+        if self.partition_hook is None:
+            return queryset.filter(**{self.partition_field: partition})
+        return queryset.filter(pk__in=[obj.pk for obj in queryset.iterator() if self.partition_of(obj) == partition])
 
     def labels_of(self, obj: models.Model) -> dict[str, str]:
         """The ``learn_from`` labels of ``obj``, each as a string ("" when blank).
@@ -198,6 +214,7 @@ def _resolve(key: str, options: dict[str, Any]) -> IndexedModel:
         with_photo_hook=hook(options, "with_photo"),
         shown_hook=hook(options, "shown"),
         dependants_hook=hook(options, "dependants"),
+        partition_hook=hook(options, "partition"),
         photo_models=photo_models(options),
         learn_from=tuple(learn_from),
         learn_weights={name: float(learn_from[name]) if isinstance(learn_from, dict) else 1.0 for name in learn_from},

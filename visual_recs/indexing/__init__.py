@@ -6,7 +6,8 @@ and the write path a worker runs are visibly apart:
 
 - ``pipeline``: photos to vectors (``index``, ``index_many``, ``index_vectors``, ``unindex``,
   ``rebuild_index``, ``reconcile``);
-- ``neighbours``: the stored neighbour lists, repaired as vectors change (``rebuild_partition``);
+- ``neighbours``: the stored neighbour lists, repaired as vectors change (``rebuild_partition``;
+  ``lists_changed`` tells receivers which lists were written);
 - ``reading``: what a page shows (``recommendations``, ``similar_to``, ``index_states``);
 - ``search``: search by photo (``search_by_image``, ``search_by_vector``);
 - ``status``: counts for staff and what the sweep must do (``index_overview``, ``objects_needing_work``);
@@ -18,6 +19,7 @@ from __future__ import annotations
 from .fitting import FitSummary, current_fit, fit
 from .neighbours import (
     current_collection,
+    lists_changed,
     locked,
     partition_lock,
     partition_lock_key,
@@ -61,6 +63,7 @@ __all__ = [
     "index_overview",
     "index_states",
     "index_vectors",
+    "lists_changed",
     "locked",
     "objects_needing_work",
     "partition_lock",

@@ -21,6 +21,10 @@ Writes and repairs of one partition happen inside ``locked()``: one transaction 
 lock per partition, so two workers never build lists from vectors that lack each other's,
 and a failure rolls back the vectors and the lists together (the retry or the sweep then
 finds the object still to do).
+
+Every list written or dropped goes through ``_write_lists`` or ``_drop_lists``, which send
+``lists_changed``: the one place a shop (or ``visual_recs.contrib.oscar``) copies lists into
+a store of its own.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import transaction
+from django.dispatch import Signal
 
 from ..backends import get_extractor, get_index
 from ..backends.base import BaseIndex, Hit, euclidean
@@ -56,6 +61,14 @@ REBUILD_BATCH = 256
 SQL_CHUNK = 500  # ids per IN (...) clause: well under SQLite's variable limit
 #: ``list_radius`` of a list shorter than ``NEIGHBOURS``: it holds every candidate, so any new one enters.
 SHORT = math.inf
+
+#: Sent with ``indexed_model`` and ``source_ids`` (strings) once the stored lists of those objects
+#: were written or dropped (``sender``: the registered model class). Sent inside the transaction
+#: that wrote them, under the partitions' locks: a receiver's writes commit or roll back with the
+#: lists, and an exception fails the task, which retries (the lists are then repaired again).
+#: Read the new lists with ``SimilarItem`` rows (``source_id``, ordered by ``distance``); a
+#: source without rows has no list now.
+lists_changed = Signal()
 
 
 @dataclass
@@ -154,7 +167,7 @@ def _repair(indexed_model: IndexedModel, changed: set[str]) -> int:
 
     # Objects that left the index keep no list.
     gone = changed - set(now)
-    _delete_lists(indexed_model, gone)
+    _drop_lists(indexed_model, gone)
     for chunk in chunked(gone, SQL_CHUNK):
         FeatureVector.objects.filter(content_type=content_type, object_id__in=chunk).update(list_radius=None)
 
@@ -359,6 +372,19 @@ def _write_lists(
         for source_id, hits in lists.items()
     ]
     FeatureVector.objects.bulk_update(radii, ["list_radius"], batch_size=SQL_CHUNK)
+    _send_lists_changed(indexed_model, list(lists))
+
+
+def _drop_lists(indexed_model: IndexedModel, source_ids: Iterable[str]) -> None:
+    """Delete the stored lists of ``source_ids`` (objects that left the index) and tell ``lists_changed``."""
+    source_ids = list(source_ids)
+    _delete_lists(indexed_model, source_ids)
+    _send_lists_changed(indexed_model, source_ids)
+
+
+def _send_lists_changed(indexed_model: IndexedModel, source_ids: list[str]) -> None:
+    if source_ids:
+        lists_changed.send(sender=indexed_model.model, indexed_model=indexed_model, source_ids=source_ids)
 
 
 def _delete_lists(indexed_model: IndexedModel, source_ids: Iterable[str]) -> None:
@@ -387,7 +413,7 @@ def rebuild_partition(indexed_model: IndexedModel, partition: str, *, collection
             pk__in=ready_rows(indexed_model).filter(partition=partition).values("pk")
         )
         stale_ids = list(stale.values_list("object_id", flat=True))
-        _delete_lists(indexed_model, stale_ids)
+        _drop_lists(indexed_model, stale_ids)
         stale.exclude(list_radius=None).update(list_radius=None)
     written = 0
     ids = list(ready_rows(indexed_model).filter(partition=partition).order_by("pk").values_list("pk", "object_id"))

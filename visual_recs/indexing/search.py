@@ -131,20 +131,22 @@ def _check_partition(indexed_model: IndexedModel, partition: str | None) -> None
     declared = _declared_partitions(indexed_model)
     if partition in declared:
         return  # a real value that has nothing indexed yet
-    if not indexed_model.partition_field:
+    if not indexed_model.partitioned:
         raise UnknownPartition(f"the {indexed_model.key} catalog has no partitions; leave the partition out")
     indexed = set(ready.values_list("partition", flat=True).distinct())
     known = ", ".join(sorted((indexed | declared) - {""}))
     raise UnknownPartition(
-        f"{partition!r} is not one of the {indexed_model.partition_field} values of {indexed_model.key}"
+        f"{partition!r} is not one of the {indexed_model.partition_field or 'partition'} values of {indexed_model.key}"
         + (f" (known: {known})" if known else "")
     )
 
 
 def _declared_partitions(indexed_model: IndexedModel) -> set[str]:
-    """The partition values the model declares as choices ({""} when it has no partitions)."""
-    if not indexed_model.partition_field:
+    """The partition values the model declares as choices ({""} when it has no partitions; none with a hook)."""
+    if not indexed_model.partitioned:
         return {""}
+    if indexed_model.partition_hook is not None:
+        return set()
     field = indexed_model.model._meta.get_field(indexed_model.partition_field)
     return {str(value) for value, _ in field.flatchoices} if field.choices else set()
 

@@ -30,9 +30,9 @@ class Command(BaseCommand):
         for indexed_model in selected:
             queryset = indexing.objects_needing_work(indexed_model) if pending else indexed_model.all()
             if partition is not None:
-                if not indexed_model.partition_field:
-                    raise CommandError(f"{indexed_model.key} has no partition field.")
-                queryset = queryset.filter(**{indexed_model.partition_field: partition})
+                if not indexed_model.partitioned:
+                    raise CommandError(f"{indexed_model.key} has no partitions.")
+                queryset = indexed_model.in_partition(queryset, partition)
             queryset = queryset.order_by("pk")
             total = queryset.count()
             if sync:

@@ -1,0 +1,349 @@
+"""django-oscar's catalogue through ``visual_recs.contrib.oscar``: a real Oscar shop, driven through its dashboard.
+
+Products are created and edited with the dashboard's own product form and its formsets
+(images, categories, stock records, recommendations), posted by a staff user; the shop
+(``tests/oscar_shop``) registers Oscar's ``Product`` with the one documented entry, by the
+``gender`` attribute, copying four similar items into ``ProductRecommendation``. The fast
+colour extractor stands in for ResNet50 except in the test marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+
+pytest.importorskip("oscar", reason="django-oscar is not installed: pip install -e '.[oscar]'")
+
+from django.core import checks  # noqa: E402
+from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
+from django.urls import reverse  # noqa: E402
+from oscar.core.loading import get_model  # noqa: E402
+
+import visual_recs.contrib.oscar  # noqa: E402
+from tests.conftest import ids_of, photo_bytes, use_fake_extractor  # noqa: E402
+from tests.oscar_shop import catalogue  # noqa: E402
+from tests.oscar_shop.dashboard import form_fields  # noqa: E402
+from tests.oscar_shop.installed import SHOP_MODELS, SHOP_SETTINGS  # noqa: E402
+from visual_recs import indexing, registry  # noqa: E402
+from visual_recs.contrib.oscar.hooks import primary_photo  # noqa: E402
+from visual_recs.contrib.oscar.models import WrittenRecommendation  # noqa: E402
+from visual_recs.models import FeatureVector  # noqa: E402
+
+pytestmark = pytest.mark.django_db
+
+Product = get_model("catalogue", "Product")
+ProductImage = get_model("catalogue", "ProductImage")
+ProductRecommendation = get_model("catalogue", "ProductRecommendation")
+
+
+@pytest.fixture
+def shop(settings):
+    """The Oscar shop's URLs, middleware and templates, its one entry, and the fast extractor."""
+    for name, value in SHOP_SETTINGS.items():
+        setattr(settings, name, value)
+    use_fake_extractor(settings, MODELS=SHOP_MODELS, NEIGHBOURS=5)
+    catalogue.product_class()
+    return registry.get("products")
+
+
+@pytest.fixture
+def staff(client, django_user_model, shop):
+    # Oscar 4.2's dashboard checks model permissions (view/add/change_product): a superuser has them all.
+    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "secret")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """A block whose on_commit work runs at its end, as after the request's commit."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
+def women(catalog_rows) -> list[str]:
+    return ids_of(catalog_rows, gender="Women", count=6)
+
+
+@pytest.fixture
+def men(catalog_rows) -> list[str]:
+    return ids_of(catalog_rows, gender="Men", count=3)
+
+
+def sha_of(product_id: str) -> str:
+    return hashlib.sha256(photo_bytes(product_id)).hexdigest()
+
+
+def upload(product_id: str) -> SimpleUploadedFile:
+    return SimpleUploadedFile(f"{product_id}.jpg", photo_bytes(product_id), content_type="image/jpeg")
+
+
+def post_product_form(client, committed, url: str, changes: dict) -> None:
+    """GET the dashboard's product page, change some fields, POST it all back; fails on a form error."""
+    fields = form_fields(client.get(url).content.decode())
+    fields.update(changes)
+    with committed():
+        response = client.post(url, fields)
+    if response.status_code != 302:
+        forms = ("form", "stockrecord_formset", "category_formset", "image_formset", "recommended_formset")
+        errors = {
+            name: (response.context[name].errors, getattr(response.context[name], "non_form_errors", list)())
+            for name in forms
+            if response.context and name in response.context
+        }
+        pytest.fail(f"the dashboard refused the product form: {errors}")
+
+
+def create_product(client, committed, title: str, gender: str | None, photos=(), **changes) -> Product:
+    """A product made in the dashboard: its form, its ``gender`` attribute, a category, and image uploads."""
+    url = reverse("dashboard:catalogue-product-create", kwargs={"product_class_slug": catalogue.CLASS_SLUG})
+    images = {f"images-{order}-original": upload(product_id) for order, product_id in enumerate(photos)}
+    category = {"productcategory_set-0-category": str(catalogue.category().pk)}
+    post_product_form(client, committed, url, {"title": title, "attr_gender": gender or "", **category, **images, **changes})
+    return Product.objects.get(title=title)
+
+
+def update_product(client, committed, product: Product, **changes) -> None:
+    post_product_form(client, committed, reverse("dashboard:catalogue-product", kwargs={"pk": product.pk}), changes)
+
+
+def vector_of(product: Product) -> FeatureVector | None:
+    content_type = registry.get("products").content_type
+    return FeatureVector.objects.filter(content_type=content_type, object_id=str(product.pk)).first()
+
+
+def similar_ids(product: Product) -> list[int]:
+    return [item.object.pk for item in indexing.similar_to(product, limit=10)]
+
+
+def page_card_ids(client, product: Product) -> list[int]:
+    """The products the page's "Visually similar" strip shows (asserting the page renders)."""
+    response = client.get(product.get_absolute_url())
+    assert response.status_code == 200
+    strip = re.search(r'<section class="visual-recs-similar">(.*?)</section>', response.content.decode(), re.S)
+    return [int(pk) for pk in re.findall(r'data-object-id="(\d+)"', strip.group(1))] if strip else []
+
+
+def written(product: Product) -> list[int]:
+    return [row.recommendation_id for row in ProductRecommendation.objects.filter(primary=product)]
+
+
+def test_products_made_in_the_dashboard_are_indexed_shown_and_recommended(staff, committed, women, men):
+    dresses = [create_product(staff, committed, f"Dress {n}", "Women", [pid]) for n, pid in enumerate(women[:4])]
+    shoe = create_product(staff, committed, "Shoe", "Men", [men[0]])
+
+    for product, product_id in zip(dresses, women):
+        vector = vector_of(product)
+        assert (vector.status, vector.partition, vector.image_sha256) == ("ready", "Women", sha_of(product_id))
+    assert vector_of(shoe).partition == "Men"
+    first = dresses[0]
+    assert set(similar_ids(first)) == {dress.pk for dress in dresses[1:]}  # its gender only
+    assert page_card_ids(staff, first) == similar_ids(first)[:4]
+    # Copied into Oscar's recommendations, ranked as the strip: the theme's "Recommended items" show them.
+    assert [product.pk for product in first.sorted_recommended_products] == similar_ids(first)[:4]
+    assert WrittenRecommendation.objects.filter(recommendation__primary=first).count() == 3
+    assert "Recommended items" in staff.get(first.get_absolute_url()).content.decode()
+
+
+def test_reordering_images_makes_the_new_first_image_the_photo(staff, committed, women):
+    product = create_product(staff, committed, "Dress", "Women", women[:2])
+    assert vector_of(product).image_sha256 == sha_of(women[0])
+    first, second = ProductImage.objects.filter(product=product).order_by("display_order")
+
+    forms = {f"images-{n}-id": str(image.pk) for n, image in enumerate((first, second))}
+    update_product(staff, committed, product, **forms, **{"images-0-display_order": "1", "images-1-display_order": "0"})
+
+    assert list(ProductImage.objects.filter(product=product).order_by("display_order")) == [second, first]
+    vector = vector_of(product)
+    assert vector.status == "ready" and vector.image_sha256 == sha_of(women[1])
+
+
+def test_a_hidden_product_leaves_the_others_lists_and_recommendations(staff, committed, women):
+    products = [create_product(staff, committed, f"Dress {n}", "Women", [pid]) for n, pid in enumerate(women[:3])]
+    hidden = products[1]
+    assert hidden.pk in similar_ids(products[0]) and hidden.pk in written(products[0])
+
+    fields = form_fields(staff.get(reverse("dashboard:catalogue-product", kwargs={"pk": hidden.pk})).content.decode())
+    fields.pop("is_public")  # the box unticked
+    with committed():
+        assert staff.post(reverse("dashboard:catalogue-product", kwargs={"pk": hidden.pk}), fields).status_code == 302
+
+    assert vector_of(hidden).listed is False
+    for other in (products[0], products[2]):
+        assert hidden.pk not in similar_ids(other)
+        assert hidden.pk not in written(other)
+        assert hidden.pk not in page_card_ids(staff, other)
+    assert page_card_ids(staff, hidden) == similar_ids(hidden)[:4] != []  # its own page still shows similar items
+
+
+def test_deleting_the_only_image_leaves_no_photo(staff, committed, women):
+    product = create_product(staff, committed, "Dress", "Women", [women[0]])
+    other = create_product(staff, committed, "Other", "Women", [women[1]])
+    image = ProductImage.objects.get(product=product)
+
+    update_product(staff, committed, product, **{"images-0-id": str(image.pk), "images-0-DELETE": "on"})
+
+    assert not ProductImage.objects.filter(product=product).exists()
+    assert vector_of(product) is None
+    assert indexing.recommendations(product).status == indexing.NO_IMAGE
+    assert page_card_ids(staff, product) == []
+    assert similar_ids(other) == [] and written(other) == []
+
+
+def test_a_product_without_images_or_with_only_the_placeholder_has_no_photo(staff, committed, women, settings):
+    bare = create_product(staff, committed, "No photo", "Women")
+    assert isinstance(bare.primary_image(), dict)  # Oscar's placeholder: the "missing image" name
+    assert primary_photo(bare) is None
+    assert vector_of(bare) is None
+    assert indexing.recommendations(bare).status == indexing.NO_IMAGE
+    assert page_card_ids(staff, bare) == []
+    assert registry.get("products").with_photo().filter(pk=bare.pk).exists() is False
+    overview = staff.get(reverse("visual_recs_oscar:visual-recs-index")).content.decode()
+    assert re.search(r'data-count="no_image">1<', overview)
+
+
+def test_a_child_without_images_gets_its_parents_photo(staff, committed, women):
+    parent = create_product(staff, committed, "Dress", "Women", [women[0]])
+    others = [create_product(staff, committed, f"Other {n}", "Women", [pid]) for n, pid in enumerate(women[1:3])]
+    url = reverse("dashboard:catalogue-product-create-child", kwargs={"parent_pk": parent.pk})
+    post_product_form(staff, committed, url, {"title": "Dress, size M"})
+    child = Product.objects.get(title="Dress, size M")
+    parent.refresh_from_db()
+    assert (parent.structure, child.structure) == ("parent", "child")
+
+    vector = vector_of(child)
+    assert (vector.status, vector.image_sha256, vector.partition) == ("ready", sha_of(women[0]), "Women")
+    assert vector.listed is False  # a variant is never recommended: its parent is
+    assert set(similar_ids(child)) == {other.pk for other in others}  # not its parent: the same photo
+    assert all(child.pk not in similar_ids(other) for other in others)
+    assert page_card_ids(staff, child) == similar_ids(child)[:4]
+    assert written(child) == []  # Oscar does not support recommendations on a child
+
+    new_photo = ProductImage.objects.get(product=parent)
+    update_product(staff, committed, parent, **{"images-0-id": str(new_photo.pk), "images-1-original": upload(women[3]),
+                                                 "images-0-display_order": "1", "images-1-display_order": "0"})
+    assert vector_of(child).image_sha256 == sha_of(women[3])  # follows its parent's new first image
+
+
+def test_an_image_deleted_while_its_task_is_queued_ends_as_no_photo(staff, shop, women, django_capture_on_commit_callbacks):
+    product = catalogue.add_product("Dress", "Women", None)
+    with django_capture_on_commit_callbacks() as image_saved:
+        image = catalogue.add_image(product, _photo_path(women[0]))
+    with django_capture_on_commit_callbacks() as queued:
+        for callback in image_saved:
+            callback()  # the owner looked at: marked pending, its task queued (held here)
+    assert vector_of(product).status == "pending" and queued
+
+    with django_capture_on_commit_callbacks(execute=True):
+        image.delete()
+    for task in queued:  # the queued task runs last, on a product whose image is gone
+        task()
+
+    assert vector_of(product) is None
+    assert indexing.recommendations(product).status == indexing.NO_IMAGE
+    assert page_card_ids(staff, product) == []
+
+
+def test_a_product_without_the_partition_attribute_is_in_the_empty_partition(staff, committed, women):
+    unlabelled = [create_product(staff, committed, f"Unlabelled {n}", None, [pid]) for n, pid in enumerate(women[:2])]
+    labelled = create_product(staff, committed, "Labelled", "Women", [women[2]])
+
+    assert [vector_of(product).partition for product in unlabelled] == ["", ""]
+    assert indexing.recommendations(unlabelled[0]).status == "ready"
+    assert similar_ids(unlabelled[0]) == [unlabelled[1].pk]  # compared with the others lacking it only
+    assert labelled.pk not in similar_ids(unlabelled[0]) and similar_ids(labelled) == []
+    assert page_card_ids(staff, unlabelled[0]) == [unlabelled[1].pk]
+    overview = staff.get(reverse("visual_recs_oscar:visual-recs-index")).content.decode()
+    assert 'data-partition=""><td>(none)</td><td>2</td>' in overview
+
+
+def test_a_class_partition_puts_a_child_in_its_parents_class(shop, settings, women):
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"products": visual_recs.contrib.oscar.products(partition="product_class")}}
+    parent = catalogue.add_product("Dress", "Women", None)
+    parent.structure = Product.PARENT
+    parent.save()
+    child = Product.objects.create(parent=parent, structure=Product.CHILD, title="Dress, M")
+    bare = Product.objects.create(title="Classless", structure=Product.STANDALONE)
+    partition_of = registry.get("products").partition_of
+    assert (partition_of(parent), partition_of(child), partition_of(bare)) == ("clothing", "clothing", "")
+
+
+def test_staff_see_the_index_page_and_queue_a_reindex(staff, committed, women, django_user_model, client):
+    product = create_product(staff, committed, "Dress", "Women", [women[0]])
+    url = reverse("visual_recs_oscar:visual-recs-index")
+    dashboard = staff.get(reverse("dashboard:index")).content.decode()
+    assert f'href="{url}"' in dashboard  # the documented OSCAR_DASHBOARD_NAVIGATION entry
+
+    page = staff.get(url)
+    assert page.status_code == 200 and re.search(r'data-count="objects">1<', page.content.decode())
+    FeatureVector.objects.all().delete()
+    with committed():
+        response = staff.post(url, {"force": "1"}, follow=True)
+    assert "Queued 1 products for reindexing." in response.content.decode()
+    assert vector_of(product).status == "ready"  # eager tasks in the suite: the queued work already ran
+
+
+def test_the_index_page_is_staff_only_and_its_post_needs_the_csrf_token(shop, django_user_model, client):
+    url = reverse("visual_recs_oscar:visual-recs-index")
+    assert client.get(url).status_code == 302  # to the dashboard's login
+    customer = django_user_model.objects.create_user("customer", "customer@example.com", "secret")
+    client.force_login(customer)
+    assert client.get(url).status_code in (302, 403)
+    assert client.post(url).status_code in (302, 403)
+
+    from django.test import Client
+
+    checked = Client(enforce_csrf_checks=True)
+    checked.force_login(django_user_model.objects.create_user("s2", "s2@example.com", "secret", is_staff=True))
+    assert checked.post(url).status_code == 403
+
+
+def test_staff_recommendations_are_kept(staff, committed, women):
+    products = [create_product(staff, committed, f"Dress {n}", "Women", [pid]) for n, pid in enumerate(women[:3])]
+    extra = create_product(staff, committed, "Handpicked", "Men", [women[3]])
+    ProductRecommendation.objects.create(primary=products[0], recommendation=extra, ranking=9)
+    staff_row = ProductRecommendation.objects.get(primary=products[0], recommendation=products[1])
+    WrittenRecommendation.objects.filter(recommendation=staff_row).delete()  # as if staff had added it
+    staff_row.ranking = 7
+    staff_row.save()
+
+    with committed():
+        indexing.rebuild_partition(registry.get("products"), "Women")
+
+    rows = {row.recommendation_id: row.ranking for row in ProductRecommendation.objects.filter(primary=products[0])}
+    assert rows[extra.pk] == 9 and rows[products[1].pk] == 7  # untouched
+    assert products[0].sorted_recommended_products[:2] == [extra, products[1]]
+
+
+def test_a_partition_the_app_does_not_understand_is_a_check_error(shop, settings):
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"products": visual_recs.contrib.oscar.products(partition="gender")}}
+    errors = [error for error in checks.run_checks() if error.id.startswith("visual_recs")]
+    assert [error.id for error in errors] == ["visual_recs_oscar.E001"]
+    assert registry.get("products").partition_of(Product(title="x")) == ""  # and no product page breaks over it
+
+
+@pytest.mark.slow
+def test_dashboard_products_are_indexed_by_resnet50_by_gender(staff, committed, settings, resnet_weights, catalog_rows):
+    """The real pipeline: ResNet50 on the sample catalog's photos, uploaded through the dashboard."""
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "EXTRACTOR": {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {}}}
+    shoes = ids_of(catalog_rows, gender="Men", product_type="Sports Shoes", count=3)
+    girls = ids_of(catalog_rows, gender="Girls", count=3)
+    made = {
+        pid: create_product(staff, committed, catalog_rows[pid]["ProductTitle"], catalog_rows[pid]["Gender"], [pid])
+        for pid in shoes + girls
+    }
+    for product in made.values():
+        vector = vector_of(product)
+        assert vector.status == "ready" and vector.dims == 2048, vector.error
+    for pid, product in made.items():
+        genders = {made_pid for made_pid, other in made.items() if other.pk in similar_ids(product)}
+        assert {catalog_rows[g]["Gender"] for g in genders} == {catalog_rows[pid]["Gender"]}
+        assert page_card_ids(staff, product) == similar_ids(product)[:4]
+
+
+def _photo_path(product_id: str):
+    from tests.conftest import CATALOG_DIR
+
+    return CATALOG_DIR / "images" / f"{product_id}.jpg"

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.urls import path
+from oscar.core import application  # the module, not the class: Django takes every AppConfig class here as a candidate
+
+
+class VisualRecsOscarConfig(application.OscarDashboardConfig):
+    """The Oscar glue, and a dashboard app: its page is staff only, like Oscar's own dashboard apps.
+
+    Being an ``OscarDashboardConfig`` is what lets ``OSCAR_DASHBOARD_NAVIGATION`` link to its
+    page: Oscar's menu checks a link's permissions through the dashboard app that owns the URL.
+    """
+
+    name = "visual_recs.contrib.oscar"
+    label = "visual_recs_oscar"
+    verbose_name = "Visual recommendations (django-oscar)"
+    namespace = "visual_recs_oscar"
+    default_auto_field = "django.db.models.BigAutoField"
+    default_permissions = ["is_staff"]
+
+    def ready(self) -> None:
+        from . import checks, recommendations  # noqa: F401  (checks register themselves)
+
+        recommendations.connect()
+
+    def get_urls(self):
+        from .views import IndexStatusView
+
+        return self.post_process_urls([path("", IndexStatusView.as_view(), name="visual-recs-index")])
