@@ -145,7 +145,7 @@ def _check_weights(extractor) -> list[checks.CheckMessage]:
                     f"The fast extractor's converted network is not usable: {exc}",
                     hint="Vectors and searches by photo wait for it; see the README's 'Faster extraction'.",
                     obj="settings.VISUAL_RECS",
-                    id="visual_recs.W002",
+                    id="visual_recs.W003",
                 )
             ]
     return []
