@@ -133,6 +133,14 @@ def test_a_file_converted_from_other_weights_is_refused(int8_copy):
         FastResNet50Extractor(precision="int8", model=str(int8_copy)).model_id
 
 
+def test_a_file_made_by_another_version_of_the_conversion_is_converted_again(int8_copy):
+    manifest = json.loads(conversion.manifest_path(int8_copy).read_text())
+    manifest["recipe"] = "qdq-v0"
+    conversion.manifest_path(int8_copy).write_text(json.dumps(manifest))
+    with pytest.raises(WeightsError, match=r"another version of the conversion \(qdq-v0\)"):
+        FastResNet50Extractor(precision="int8", model=str(int8_copy)).model_id
+
+
 def test_a_missing_converted_file_names_the_command(resnet_weights, tmp_path):
     with pytest.raises(WeightsError, match=r"missing: run `manage.py visual_recs_fetch_weights`"):
         FastResNet50Extractor(model=str(tmp_path / "nothing.onnx")).extract(np.zeros((1, 224, 224, 3), np.uint8))

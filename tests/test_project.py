@@ -61,8 +61,19 @@ def test_backend_mistakes_are_reported(settings, tmp_path, monkeypatch):
     settings.VISUAL_RECS = {"EXTRACTOR": {"OPTIONS": {"weights": str(tmp_path / "missing.weights.h5")}}}
     assert ids(check_backends()) == ["visual_recs.E006"]
     monkeypatch.delenv("VISUAL_RECS_WEIGHTS", raising=False)
-    settings.VISUAL_RECS = {"WEIGHTS_CACHE_DIR": str(tmp_path / "empty-cache")}
+    # TensorFlow could still download them; the fast extractor is converted from a local file.
+    tensorflow = {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor"}
+    settings.VISUAL_RECS = {"WEIGHTS_CACHE_DIR": str(tmp_path / "empty-cache"), "EXTRACTOR": tensorflow}
     assert ids(check_backends()) == ["visual_recs.W001"]
+    settings.VISUAL_RECS = {"WEIGHTS_CACHE_DIR": str(tmp_path / "empty-cache")}
+    [error] = check_backends()
+    assert error.id == "visual_recs.E006" and "run `manage.py visual_recs_fetch_weights`" in error.msg
+
+
+def test_a_missing_converted_network_is_a_warning_that_names_the_command(settings, tmp_path, resnet_weights):
+    settings.VISUAL_RECS = {"EXTRACTOR": {"OPTIONS": {"model": str(tmp_path / "missing.onnx")}}}
+    [warning] = check_backends()
+    assert warning.id == "visual_recs.W003" and "visual_recs_fetch_weights" in warning.msg
 
 
 def test_an_index_that_cannot_hold_the_extractors_vectors_is_reported(settings):

@@ -82,6 +82,11 @@ class FastResNet50Extractor(ResNet50Extractor):
                 f"The converted model {path} is {manifest.precision} {manifest.pooling} {manifest.input_size}px, "
                 f"the settings ask for {self.precision} {self.pooling} {self.input_size[0]}px: run `{FIX_COMMAND}`."
             )
+        if manifest.recipe != conversion.RECIPES[self.precision]:
+            raise WeightsError(
+                f"The converted model {path} was made by another version of the conversion "
+                f"({manifest.recipe or 'an older one'}): run `{FIX_COMMAND}`."
+            )
         if verify_file:
             actual = cached_sha256(str(path))
             if actual != manifest.onnx_sha256:
