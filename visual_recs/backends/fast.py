@@ -96,6 +96,14 @@ class FastResNet50Extractor(ResNet50Extractor):
                 )
         return manifest
 
+    def is_converted(self) -> bool:
+        """Whether the converted file these settings need is there and sound."""
+        try:
+            self.manifest(verify_file=True)
+        except WeightsError:
+            return False  # missing, corrupt, from other weights or an older recipe: make it again
+        return True
+
     def convert(self, calibration: np.ndarray, *, force: bool = False) -> Path:
         """Make the converted file these settings need, unless a sound one is there (or ``force``).
 
@@ -103,12 +111,8 @@ class FastResNet50Extractor(ResNet50Extractor):
         INT8 is calibrated on them, FP32 checks itself against Keras on a few. Needs TensorFlow
         and the conversion's packages; see ``conversion.convert``.
         """
-        if not force:
-            try:
-                self.manifest(verify_file=True)
-                return self.model_path()
-            except WeightsError:
-                pass  # missing, or made from other weights: make it again
+        if not force and self.is_converted():
+            return self.model_path()
         return conversion.convert(
             weights=self.weights_source(),
             pooling=self.pooling,

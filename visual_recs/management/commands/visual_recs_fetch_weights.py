@@ -65,26 +65,27 @@ class Command(BaseCommand):
         return wanted
 
     def _convert(self, extractor, asked: bool, force: bool, calibration_dir: Path | None, wanted: int) -> None:
-        int8 = extractor.precision == "int8"
-        photos = conversion.load_photos(
-            self._photo_sources(calibration_dir, wanted) if int8 else (),
-            size=extractor.input_size[0],
-            fit=extractor.fit,
-            limit=wanted,
-            on_error=lambda source, exc: self.stderr.write(f"Skipping a calibration photo: {exc}"),
-        )
-        if int8 and not len(photos) and not asked:
-            # The configured INT8 before the shop has photos (a fresh install, a Docker build):
-            # not a failure; the vectors wait, and this command runs again once there are photos.
-            self.stdout.write(self.style.WARNING(
-                "INT8 is calibrated on the shop's photos and there are none yet: run this command again "
-                "once products have photos (or pass --calibration-dir)."
-            ))
-            return
-        if int8:
-            self.stdout.write(f"Calibrating INT8 on {len(photos)} photos...")
-        path = extractor.convert(photos, force=force)
-        self.stdout.write(self.style.SUCCESS(f"Converted ResNet50 ({extractor.precision}) ready: {path}"))
+        if force or not extractor.is_converted():
+            int8 = extractor.precision == "int8"
+            photos = conversion.load_photos(
+                self._photo_sources(calibration_dir, wanted) if int8 else (),
+                size=extractor.input_size[0],
+                fit=extractor.fit,
+                limit=wanted,
+                on_error=lambda source, exc: self.stderr.write(f"Skipping a calibration photo: {exc}"),
+            )
+            if int8 and not len(photos) and not asked:
+                # The configured INT8 before the shop has photos (a fresh install, a Docker build):
+                # not a failure; the vectors wait, and this command runs again once there are photos.
+                self.stdout.write(self.style.WARNING(
+                    "INT8 is calibrated on the shop's photos and there are none yet: run this command again "
+                    "once products have photos (or pass --calibration-dir)."
+                ))
+                return
+            if int8:
+                self.stdout.write(f"Calibrating INT8 on {len(photos)} photos...")
+            extractor.convert(photos, force=True)
+        self.stdout.write(self.style.SUCCESS(f"Converted ResNet50 ({extractor.precision}) ready: {extractor.model_path()}"))
 
     def _photo_sources(self, calibration_dir: Path | None, wanted: int):
         if calibration_dir is not None:
