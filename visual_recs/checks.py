@@ -8,7 +8,7 @@ from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConf
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.utils.module_loading import import_string
 
-from . import registry
+from . import queue, registry
 from .conf import app_settings
 from .exceptions import WeightsError
 
@@ -296,3 +296,18 @@ def check_index_database(app_configs=None, databases=None, **kwargs) -> list[che
     if not hasattr(index, "check_database"):
         return []
     return index.check_database(connections[DEFAULT_DB_ALIAS])
+
+
+@checks.register()
+def check_celery_app(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The Celery app tasks are sent with is the project's, and it read the Django settings.
+
+    A warning, not an error: ``migrate`` must still run. ``enqueue`` logs the same once a process,
+    for the workers and servers that run no checks.
+    """
+    problems = dict.fromkeys(queue.celery_app_problem(app) for app in queue.celery_apps_in_use())
+    return [
+        checks.Warning(problem, hint=queue.CELERY_APP_HINT, obj="celery.current_app", id="visual_recs.W004")
+        for problem in problems
+        if problem
+    ]
