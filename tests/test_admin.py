@@ -123,7 +123,7 @@ def test_the_action_says_so_when_the_queue_cannot_be_reached(admin_client, men, 
 
 def test_a_user_who_may_only_view_products_cannot_run_the_action(client, men, enqueued):
     viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_product", content_type__app_label="visual_recs"))
+    viewer.user_permissions.add(Permission.objects.get(codename="view_product", content_type__app_label="visual_recs_catalog"))
     client.force_login(viewer)
     page = client.get(reverse(CHANGELIST))
     assert page.status_code == 200
@@ -133,7 +133,9 @@ def test_a_user_who_may_only_view_products_cannot_run_the_action(client, men, en
     assert "Queued" not in " ".join(str(m) for m in response.context["messages"])
 
     editor = User.objects.create_user("editor", password="pw", is_staff=True)
-    editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_product", "change_product"]))
+    editor.user_permissions.add(*Permission.objects.filter(
+            codename__in=["view_product", "change_product"], content_type__app_label="visual_recs_catalog"
+        ))
     client.force_login(editor)
     assert [str(m) for m in run_action(client, men[:2]).context["messages"]] == ["Queued 2 products for reindexing."]
 
