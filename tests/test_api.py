@@ -381,7 +381,7 @@ def test_the_status_is_for_staff(client, catalog):
     assert body["models"]["garments"]["objects"] == 0
 
     shopper = User.objects.create_user("shopper", password="pw")
-    shopper.user_permissions.add(Permission.objects.get(codename="view_product", content_type__app_label="visual_recs"))
+    shopper.user_permissions.add(Permission.objects.get(codename="view_product", content_type__app_label="visual_recs_catalog"))
     client.force_login(shopper)
     assert client.get(f"{API}/status/").status_code == 403
 
