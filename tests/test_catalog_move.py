@@ -2,8 +2,8 @@
 
 Each step runs ``migrate`` in a process of its own (``tests/catalog_move.py``) with the
 INSTALLED_APPS a shop has at that point, on a throwaway SQLite file and on PostgreSQL
-(``TEST_POSTGRES_URL``, e.g. postgres://postgres@127.0.0.1:5432/catalogmove; its public schema
-is dropped). What is proved:
+(``TEST_POSTGRES_URL``, or a database ``visual_recs_catalog_move`` this test makes beside the
+suite's PostgreSQL; its public schema is dropped). What is proved:
 
 - an 0.1 install with products, vectors, lists, a fit and index entries, upgraded with the
   catalog app added, keeps every product (same pks, same photos) and everything attached to it:
@@ -33,11 +33,26 @@ OLD = "visual_recs.product"
 SEEDED_PRODUCTS = [[101, "products/101.jpg"], [102, "products/102.jpg"], [103, "products/103-abc.jpg"]]
 
 
+MOVE_DATABASE = "visual_recs_catalog_move"
+
+
 def _postgres_url() -> str:
+    """``TEST_POSTGRES_URL``, or a database of this test's own beside the suite's PostgreSQL
+    (``make test-postgres`` and ``make test-pgvector``): it is wiped, so never the suite's."""
     url = os.environ.get("TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("TEST_POSTGRES_URL is not set (a PostgreSQL database these tests may wipe)")
-    return url
+    if url:
+        return url
+    server = os.environ.get("DATABASE_URL", "")
+    if not server.startswith(("postgres://", "postgresql://")):
+        pytest.skip("needs PostgreSQL: `make test-postgres` runs it (or set TEST_POSTGRES_URL)")
+    import psycopg
+
+    base, _, query = server.partition("?")
+    base = base.rsplit("/", 1)[0]
+    with psycopg.connect(f"{base}/postgres{'?' + query if query else ''}", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [MOVE_DATABASE]).fetchone():
+            connection.execute(f'CREATE DATABASE "{MOVE_DATABASE}"')
+    return f"{base}/{MOVE_DATABASE}{'?' + query if query else ''}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -138,7 +138,7 @@ def test_lists_changed_names_every_list_written_or_dropped(fast_extractor, make_
     try:
         with django_capture_on_commit_callbacks(execute=True):
             products[0].delete()
-        assert told and {label for label, _ in told} == {"visual_recs.Product"}
+        assert told and {label for label, _ in told} == {"visual_recs_catalog.Product"}
         named = set().union(*(written for _, written in told))
         assert named == set(ids)  # the dropped list and the three that named it
         told.clear()
