@@ -147,8 +147,12 @@ class FastResNet50Extractor(ResNet50Extractor):
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
-        core = openvino.Core()
-        return core.compile_model(core.read_model(str(path)), "CPU", config)
+        blobs = conversion.compiled_cache_dir()
+        if blobs is not None:
+            # OpenVINO keeps the compiled network there: a process started later (another
+            # gunicorn worker, a restart) loads it instead of compiling the ONNX file again.
+            config["CACHE_DIR"] = str(blobs)
+        return openvino.Core().compile_model(str(path), "CPU", config)
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         compiled = self.network()
