@@ -76,14 +76,14 @@ def test_fp32_computes_what_tensorflow_computes(vectors):
 
 def test_int8_stays_close_to_tensorflow(vectors):
     similarity = cosines(vectors["tf"], vectors["int8"])
-    assert similarity.mean() > 0.97 and similarity.min() > 0.85
+    assert similarity.mean() > 0.99 and similarity.min() > 0.95
 
 
 def test_the_neighbour_lists_agree_with_tensorflows(sample, vectors):
     _, genders = sample
     reference = nearest_5(vectors["tf"], genders)
     assert overlap_at_5(reference, nearest_5(vectors["fp32"], genders)) >= 0.98
-    assert overlap_at_5(reference, nearest_5(vectors["int8"], genders)) >= 0.75
+    assert overlap_at_5(reference, nearest_5(vectors["int8"], genders)) >= 0.8
 
 
 def test_flip_and_colour_options_work_as_with_tensorflow(sample):
