@@ -92,8 +92,10 @@ def fresh_process(name: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
         [sys.executable, "-m", "bench.extract", "--child", name],
-        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+        cwd=REPO, env=env, capture_output=True, text=True,
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"--child {name} exited {result.returncode}: {result.stdout[-500:]} {result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -145,22 +145,28 @@ class FastResNet50Extractor(ResNet50Extractor):
             raise WeightsError(f"The fast extractor needs the Python package 'openvino' ({exc}): `pip install openvino`.") from exc
         # f32: OpenVINO would otherwise compute in bf16 on CPUs that have it, and the FP32
         # model would no longer give TensorFlow's vectors (INT8 layers stay int8 either way).
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
+        # FP32 splits a batch over OpenVINO's throughput streams (2x TensorFlow's images/s here
+        # against 1.5x for one stream). INT8 runs one stream: OpenVINO 2026.4 compiled the QDQ
+        # network for two streams into wrong features on this project's CPU (cosine 0.15 with
+        # TensorFlow's; one stream: 0.998), which tests/test_fast_extractor.py would catch.
+        hint = "THROUGHPUT" if self.precision == "fp32" and not self.threads else "LATENCY"
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
         if self.threads:
-            config.update(PERFORMANCE_HINT="LATENCY", INFERENCE_NUM_THREADS=int(self.threads))
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
         blobs = conversion.compiled_cache_dir()
         if blobs is not None:
             # OpenVINO keeps the compiled network there: a process started later (another
             # gunicorn worker, a restart) loads it instead of compiling the ONNX file again.
-            config["CACHE_DIR"] = str(blobs)
+            # One folder per configuration: OpenVINO's own key does not tell the hints apart.
+            config["CACHE_DIR"] = str(blobs / f"{hint.lower()}-{self.threads or 'auto'}")
         return openvino.Core().compile_model(str(path), "CPU", config)
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         import openvino
 
         compiled = self.network()
-        # The batch split over the compiled model's streams, run at once: on a CPU two streams of
-        # one thread each do more images a second than one stream of two threads.
+        # The batch split over the compiled model's streams (one, or two on two cores for FP32),
+        # run at once: two streams of one thread each do more images a second than one of two.
         streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         parts = np.array_split(np.ascontiguousarray(batch, dtype=np.uint8), min(len(batch), streams))
         results: list[np.ndarray | None] = [None] * len(parts)
