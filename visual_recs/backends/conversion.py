@@ -84,17 +84,6 @@ def converted_dir() -> Path:
     return cache_dir() / "converted"
 
 
-def compiled_cache_dir() -> Path | None:
-    """Where OpenVINO may keep compiled networks (beside the converted files), or None when
-    this process cannot write there (a read-only cache: every process then compiles its own)."""
-    directory = converted_dir() / "openvino-cache"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return directory if os.access(directory, os.W_OK) else None
-
-
 def model_path(weights_sha256: str, pooling: str, input_size: int, precision: str) -> Path:
     """Where the cache keeps the converted file for these weights and options; its manifest is beside it (.json)."""
     return converted_dir() / f"resnet50-{pooling}-{input_size}-{precision}-{weights_sha256[:12]}.onnx"

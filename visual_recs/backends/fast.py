@@ -153,12 +153,8 @@ class FastResNet50Extractor(ResNet50Extractor):
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
-        blobs = conversion.compiled_cache_dir()
-        if blobs is not None:
-            # OpenVINO keeps the compiled network there: a process started later (another
-            # gunicorn worker, a restart) loads it instead of compiling the ONNX file again.
-            # One folder per configuration: OpenVINO's own key does not tell the hints apart.
-            config["CACHE_DIR"] = str(blobs / f"{hint.lower()}-{self.threads or 'auto'}")
+        # No CACHE_DIR: twice here a fresh process died with SIGABRT while others were writing
+        # OpenVINO's shared cache (as gunicorn workers starting together would); each compiles.
         return openvino.Core().compile_model(str(path), "CPU", config)
 
     def _features(self, batch: np.ndarray) -> np.ndarray:

@@ -57,7 +57,7 @@ class Command(BaseCommand):
         csv_path = catalog_dir / "fashion.csv"
         if not csv_path.is_file():
             raise CommandError(f"No fashion.csv in {catalog_dir}; pass --catalog-dir or set CATALOG_DIR.")
-        # The weights and the fast extractor's network, INT8 calibrated on the catalog's photos
+        # The weights and the fast extractor's network (INT8, when configured, calibrated on the catalog's photos)
         # (quick when they are in the cache already).
         call_command(
             "visual_recs_fetch_weights", calibration_dir=catalog_dir / "images", stdout=self.stdout, stderr=self.stderr
