@@ -7,6 +7,7 @@ holds a fraction of TensorFlow's memory: what a web process answering searches b
 
 from __future__ import annotations
 
+import atexit
 import threading
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from . import conversion
 from .extractors import ResNet50Extractor, cached_sha256
 
 FIX_COMMAND = "manage.py visual_recs_fetch_weights"
+# A search by photo: the photo and, with flip_average, its mirror image.
+SEARCH_BATCH = 2
 # Compiled models by file and its hash: an extractor rebuilt after a settings change reuses them.
 _compiled: dict[tuple, object] = {}
 _compiled_lock = threading.Lock()
@@ -127,54 +130,63 @@ class FastResNet50Extractor(ResNet50Extractor):
     def model_id(self) -> str:
         return f"{super().model_id}:openvino-{self.precision}-{self.manifest().onnx_sha256[:12]}"
 
-    def network(self):
-        """The compiled model, built on first use and shared by every thread of the process."""
+    def network(self, *, batches: bool = False):
+        """The compiled model, built on first use and shared by every thread of the process.
+
+        ``batches``: compiled for OpenVINO's throughput streams (FP32 only, see below). A web
+        process, whose searches are a photo or two, never asks for it and so holds one copy.
+        """
+        hint = "THROUGHPUT" if batches and self.precision == "fp32" and not self.threads else "LATENCY"
         path = self.model_path()
-        key = (str(path), self.manifest().onnx_sha256, self.threads)
+        key = (str(path), self.manifest().onnx_sha256, self.threads, hint)
         if key not in _compiled:
             with _compiled_lock:
                 if key not in _compiled:
                     self.manifest(verify_file=True)
-                    _compiled[key] = self._compile(path)
+                    _compiled[key] = self._compile(path, hint)
         return _compiled[key]
 
-    def _compile(self, path: Path):
+    def _compile(self, path: Path, hint: str):
         try:
             import openvino
         except ImportError as exc:
             raise WeightsError(f"The fast extractor needs the Python package 'openvino' ({exc}): `pip install openvino`.") from exc
         # f32: OpenVINO would otherwise compute in bf16 on CPUs that have it, and the FP32
         # model would no longer give TensorFlow's vectors (INT8 layers stay int8 either way).
-        # FP32 splits a batch over OpenVINO's throughput streams (2x TensorFlow's images/s here
-        # against 1.5x for one stream). INT8 runs one stream: OpenVINO 2026.4 compiled the QDQ
-        # network for two streams into wrong features on this project's CPU (cosine 0.15 with
-        # TensorFlow's; one stream: 0.998), which tests/test_fast_extractor.py would catch.
-        hint = "THROUGHPUT" if self.precision == "fp32" and not self.threads else "LATENCY"
+        # THROUGHPUT splits a batch over streams (2x TensorFlow's images/s here against 1.5x for
+        # one stream) but holds a copy of the network per stream. INT8 runs one stream: OpenVINO
+        # 2026.4 compiled the QDQ network for two streams into wrong features on this project's
+        # CPU (cosine 0.15 with TensorFlow's; one stream: 0.998).
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         # No CACHE_DIR: twice here a fresh process died with SIGABRT while others were writing
         # OpenVINO's shared cache (as gunicorn workers starting together would); each compiles.
-        return openvino.Core().compile_model(str(path), "CPU", config)
+        # The model read first and dropped after compiling: compile_model(path) kept both
+        # copies of the weights (440 MB resident after a search, against 356 MB this way).
+        core = openvino.Core()
+        return core.compile_model(core.read_model(str(path)), "CPU", config)
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
-        import openvino
-
-        compiled = self.network()
+        compiled = self.network(batches=len(batch) > SEARCH_BATCH)
         # The batch split over the compiled model's streams (one, or two on two cores for FP32),
         # run at once: two streams of one thread each do more images a second than one of two.
         streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         parts = np.array_split(np.ascontiguousarray(batch, dtype=np.uint8), min(len(batch), streams))
-        results: list[np.ndarray | None] = [None] * len(parts)
-
-        def done(request, index: int) -> None:
-            # A copy: the tensor's memory is the request's, which the queue reuses.
-            results[index] = np.array(request.get_output_tensor(0).data, dtype=np.float32)
-
         # Requests of this call only: a compiled model is shared by threads, a request is not.
-        requests = openvino.AsyncInferQueue(compiled, len(parts))
-        requests.set_callback(done)
-        for index, part in enumerate(parts):
-            requests.start_async({0: part}, index)
-        requests.wait_all()
-        return np.concatenate(results).reshape(len(batch), -1)
+        requests = [compiled.create_infer_request() for _ in parts]
+        for request, part in zip(requests, parts):
+            request.start_async({0: part})
+        for request in requests:
+            request.wait()
+        # Copies: a tensor's memory is its request's, which goes when this returns.
+        features = [np.array(request.get_output_tensor(0).data, dtype=np.float32) for request in requests]
+        return np.concatenate(features).reshape(len(batch), -1)
+
+
+@atexit.register
+def _release_networks() -> None:
+    """Drop the compiled networks before the interpreter tears down: left to its teardown,
+    OpenVINO's threads sometimes ended the process with SIGABRT ("terminate called without an
+    active exception") after its work was done."""
+    _compiled.clear()
