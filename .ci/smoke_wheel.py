@@ -101,6 +101,14 @@ def configure() -> None:
         },
     )
     django.setup()
+    # The project's Celery app, as a shop's yourproject/celery.py makes it (else check W004).
+    from celery import Celery
+
+    celery_app = Celery("smoke")
+    celery_app.config_from_object("django.conf:settings", namespace="CELERY")
+    # A project's app becomes every thread's default through DJANGO_SETTINGS_MODULE (Celery's
+    # Django fixup); settings.configure() sets none, so this one says it itself.
+    celery_app.set_default()
     from django.contrib import admin
 
     urlpatterns.extend([
