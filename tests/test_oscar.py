@@ -327,7 +327,10 @@ def test_a_partition_the_app_does_not_understand_is_a_check_error(shop, settings
 @pytest.mark.slow
 def test_dashboard_products_are_indexed_by_resnet50_by_gender(staff, committed, settings, resnet_weights, catalog_rows):
     """The real pipeline: ResNet50 on the sample catalog's photos, uploaded through the dashboard."""
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "EXTRACTOR": {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {}}}
+    # The shop fixture's settings with ResNet50 back in, and (on pgvector) a table for its 2048-d vectors.
+    use_fake_extractor(
+        settings, vector_dims=2048, EXTRACTOR={"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {}}
+    )
     shoes = ids_of(catalog_rows, gender="Men", product_type="Sports Shoes", count=3)
     girls = ids_of(catalog_rows, gender="Girls", count=3)
     made = {
