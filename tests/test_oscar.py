@@ -147,6 +147,18 @@ def test_products_made_in_the_dashboard_are_indexed_shown_and_recommended(staff,
     assert "Recommended items" in staff.get(first.get_absolute_url()).content.decode()
 
 
+def test_the_cards_photos_come_from_prefetched_images_not_a_query_each(
+    staff, committed, women, django_assert_num_queries
+):
+    dresses = [create_product(staff, committed, f"Dress {n}", "Women", [pid]) for n, pid in enumerate(women[:5])]
+    indexed_model = registry.for_model(dresses[0])
+    items = indexing.similar_to(dresses[0], limit=4)
+    assert len(items) == 4
+    with django_assert_num_queries(0):
+        urls = [indexed_model.image_url_of(item.object) for item in items]
+    assert all(url and url.endswith(".jpg") for url in urls)
+
+
 def test_reordering_images_makes_the_new_first_image_the_photo(staff, committed, women):
     product = create_product(staff, committed, "Dress", "Women", women[:2])
     assert vector_of(product).image_sha256 == sha_of(women[0])

@@ -63,6 +63,9 @@ class IndexedModel:
     partition_hook: Callable[[models.Model], Any] | None = None
     #: Related models whose rows are this model's photos.
     photo_models: tuple[PhotoModel, ...] = ()
+    #: ``prefetch_related`` lookups for the recommended objects a page shows, so a ``photo``
+    #: hook reading related rows costs one query per lookup, not one per card.
+    prefetch: tuple[str, ...] = ()
     #: Fields (or attributes, or methods) whose values ``visual_recs_fit`` learns from.
     learn_from: tuple[str, ...] = ()
     #: Each ``learn_from`` field's share of the learned space (1 each unless the setting is a dict).
@@ -216,6 +219,7 @@ def _resolve(key: str, options: dict[str, Any]) -> IndexedModel:
         dependants_hook=hook(options, "dependants"),
         partition_hook=hook(options, "partition"),
         photo_models=photo_models(options),
+        prefetch=tuple(options.get("prefetch") or ()),
         learn_from=tuple(learn_from),
         learn_weights={name: float(learn_from[name]) if isinstance(learn_from, dict) else 1.0 for name in learn_from},
     )

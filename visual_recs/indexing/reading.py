@@ -194,7 +194,8 @@ def _shown(indexed_model: IndexedModel, hits: list[_Hit], limit: int, *, duplica
     photo of a nearer hit, are left out while ``EXCLUDE_DUPLICATE_PHOTOS`` is on.
     """
     to_pk = indexed_model.model._meta.pk.to_python
-    shown = indexed_model.shown().in_bulk([to_pk(hit.object_id) for hit in hits])
+    candidates = indexed_model.shown().prefetch_related(*indexed_model.prefetch)
+    shown = candidates.in_bulk([to_pk(hit.object_id) for hit in hits])
     by_id = {str(pk): obj for pk, obj in shown.items()}
     exclude_duplicates = app_settings.EXCLUDE_DUPLICATE_PHOTOS
     seen_photos = set(duplicates_of) if exclude_duplicates else set()

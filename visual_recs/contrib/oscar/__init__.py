@@ -34,6 +34,8 @@ def products(*, partition: str | None = None, recommendations: int = 0) -> dict[
         "shown": f"{HOOKS}.browsable",
         "dependants": f"{HOOKS}.children",
         "photo_models": [{"model": "catalogue.ProductImage", "owner": "product"}],
+        # primary_image() of each card from these (a child's from its parent's), not a query each.
+        "prefetch": ["images", "parent__images"],
         "oscar_recommendations": recommendations,
     }
     if partition is not None:
