@@ -73,11 +73,19 @@ class Manifest:
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
+        """The manifest at ``path``, parsed once per process per (size, mtime): ``model_id``
+        asks for it on every search and every batch."""
         try:
-            data = json.loads(path.read_text())
-            return cls(**data)
+            stat = path.stat()
+            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            if key not in _manifests:
+                _manifests[key] = cls(**json.loads(path.read_text()))
+            return _manifests[key]
         except (OSError, ValueError, TypeError) as exc:
             raise WeightsError(f"The converted model's manifest {path} cannot be read ({exc}).") from exc
+
+
+_manifests: dict[tuple[str, int, int], Manifest] = {}
 
 
 def converted_dir() -> Path:
