@@ -211,3 +211,17 @@ def test_a_process_running_the_fast_extractor_never_imports_tensorflow(resnet_we
         check=True,
     )
     assert result.stdout.split("\n")[-2] == "(1, 2048) False False", result.stderr[-2000:]
+
+
+@pytest.mark.django_db
+def test_int8_calibrates_on_an_even_sample_of_the_registered_photos(fake_extractor, make_product, catalog_rows, django_assert_max_num_queries):
+    ids = sorted(catalog_rows, key=int)[:9]
+    for product_id in ids:
+        make_product(product_id)
+    from visual_recs import registry
+
+    # Per registered model the count, the keys and the objects: not a query per photo.
+    with django_assert_max_num_queries(3 * len(registry.indexed_models())):
+        photos = list(conversion.registered_photos(3))
+    assert [Path(photo.name).stem for photo in photos] == [ids[0], ids[3], ids[6]]
+    assert conversion.load_photos(photos, size=224, fit="squash").shape == (3, 224, 224, 3)

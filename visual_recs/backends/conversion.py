@@ -296,10 +296,10 @@ def registered_photos(wanted: int) -> Iterator:
 
     for indexed_model in indexed_models().values():
         queryset = indexed_model.with_photo().order_by("pk")
-        keys = every_nth(queryset.values_list("pk", flat=True).iterator(), queryset.count(), wanted)
+        keys = list(every_nth(queryset.values_list("pk", flat=True).iterator(), queryset.count(), wanted))
+        objects = indexed_model.all().prefetch_related(*indexed_model.prefetch).in_bulk(keys)
         for pk in keys:
-            obj = indexed_model.all().filter(pk=pk).first()
-            photo = indexed_model.image_of(obj) if obj is not None else None
+            photo = indexed_model.image_of(objects[pk]) if pk in objects else None
             if photo is not None:
                 yield photo
 
