@@ -1,4 +1,4 @@
-"""The fast extractor (ResNet50 converted to ONNX, run by OpenVINO) against TensorFlow on real
+"""The fast extractor (ResNet50 converted for OpenVINO, run without TensorFlow) against TensorFlow on real
 catalog photos, and what it does with a converted file it must not trust.
 
 The thresholds sit between what a sound conversion measures on these photos (see
@@ -76,14 +76,16 @@ def test_fp32_computes_what_tensorflow_computes(vectors):
 
 def test_int8_stays_close_to_tensorflow(vectors):
     similarity = cosines(vectors["tf"], vectors["int8"])
-    assert similarity.mean() > 0.99 and similarity.min() > 0.95
+    assert similarity.mean() > 0.995 and similarity.min() > 0.97
 
 
 def test_the_neighbour_lists_agree_with_tensorflows(sample, vectors):
     _, genders = sample
     reference = nearest_5(vectors["tf"], genders)
     assert overlap_at_5(reference, nearest_5(vectors["fp32"], genders)) >= 0.98
-    assert overlap_at_5(reference, nearest_5(vectors["int8"], genders)) >= 0.8
+    # On these photos the recipe measured 0.94 and the same network quantized whole (stem and
+    # first stage too) 0.89: the line catches a conversion that loses what keeps the lists.
+    assert overlap_at_5(reference, nearest_5(vectors["int8"], genders)) >= 0.915
 
 
 def test_flip_and_colour_options_work_as_with_tensorflow(sample):
@@ -97,7 +99,7 @@ def test_flip_and_colour_options_work_as_with_tensorflow(sample):
 def test_model_id_names_the_precision_and_the_converted_file(resnet_weights):
     fp32, int8 = FastResNet50Extractor(precision="fp32"), FastResNet50Extractor(precision="int8")
     for extractor in (fp32, int8):
-        digest = conversion.sha256_file(extractor.model_path())[:12]
+        digest = conversion.model_sha256(extractor.model_path())[:12]
         assert extractor.model_id.endswith(f":openvino-{extractor.precision}-{digest}")
         # The same weights and options as TensorFlow's, so the prefix is its model_id.
         assert extractor.model_id.startswith(ResNet50Extractor().model_id + ":")
@@ -109,20 +111,38 @@ def test_model_id_names_the_precision_and_the_converted_file(resnet_weights):
 
 @pytest.fixture
 def int8_copy(resnet_weights, tmp_path) -> Path:
-    """A copy of the converted INT8 file and its manifest, to damage."""
+    """A copy of the converted INT8 model (graph, weights) and its manifest, to damage."""
     source = FastResNet50Extractor(precision="int8").model_path()
-    target = tmp_path / "copy.onnx"
-    shutil.copy(source, target)
-    shutil.copy(conversion.manifest_path(source), conversion.manifest_path(target))
+    target = tmp_path / "copy.xml"
+    for path in (Path, conversion.weights_path, conversion.manifest_path):
+        shutil.copy(path(source), path(target))
     return target
 
 
-def test_a_corrupt_converted_file_is_refused_with_the_command(int8_copy, sample):
-    data = bytearray(int8_copy.read_bytes())
+@pytest.mark.parametrize("part", [Path, conversion.weights_path], ids=["graph", "weights"])
+def test_a_corrupt_converted_file_is_refused_with_the_command(int8_copy, sample, part):
+    damaged = part(int8_copy)
+    data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    int8_copy.write_bytes(bytes(data))
+    damaged.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match=r"corrupt.*visual_recs_fetch_weights"):
         FastResNet50Extractor(precision="int8", model=str(int8_copy)).extract(sample[0][:1])
+
+
+def test_a_converted_model_without_its_weights_file_names_the_command(int8_copy, sample):
+    conversion.weights_path(int8_copy).unlink()
+    with pytest.raises(WeightsError, match=r"cannot be read.*visual_recs_fetch_weights"):
+        FastResNet50Extractor(precision="int8", model=str(int8_copy)).extract(sample[0][:1])
+
+
+def test_a_manifest_of_an_older_release_is_converted_again(int8_copy):
+    manifest = json.loads(conversion.manifest_path(int8_copy).read_text())
+    manifest["onnx_sha256"] = manifest.pop("model_sha256")  # format 1 named the ONNX file's hash
+    conversion.manifest_path(int8_copy).write_text(json.dumps(manifest))
+    extractor = FastResNet50Extractor(precision="int8", model=str(int8_copy))
+    with pytest.raises(WeightsError, match="manifest .* cannot be read"):
+        extractor.model_id
+    assert not extractor.is_converted()
 
 
 def test_a_file_converted_from_other_weights_is_refused(int8_copy):
@@ -143,7 +163,7 @@ def test_a_file_made_by_another_version_of_the_conversion_is_converted_again(int
 
 def test_a_missing_converted_file_names_the_command(resnet_weights, tmp_path):
     with pytest.raises(WeightsError, match=r"missing: run `manage.py visual_recs_fetch_weights`"):
-        FastResNet50Extractor(model=str(tmp_path / "nothing.onnx")).extract(np.zeros((1, 224, 224, 3), np.uint8))
+        FastResNet50Extractor(model=str(tmp_path / "nothing.xml")).extract(np.zeros((1, 224, 224, 3), np.uint8))
 
 
 def test_a_converted_file_of_other_options_is_refused(resnet_weights):
@@ -155,14 +175,21 @@ def test_a_converted_file_of_other_options_is_refused(resnet_weights):
 def test_converting_without_tf2onnx_says_which_package_to_install(resnet_weights, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import tf2onnx now raises ImportError
     with pytest.raises(WeightsError, match=r"needs the Python package 'tf2onnx'.*pip install tf2onnx"):
-        FastResNet50Extractor(precision="fp32", model=str(tmp_path / "new.onnx")).convert(np.empty((0, 224, 224, 3)))
-    assert not (tmp_path / "new.onnx").exists()
+        FastResNet50Extractor(precision="fp32", model=str(tmp_path / "new.xml")).convert(np.empty((0, 224, 224, 3)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantizing_without_nncf_says_which_package_to_install(resnet_weights, monkeypatch, tmp_path, sample):
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(WeightsError, match=r"needs the Python package 'nncf'.*pip install nncf"):
+        FastResNet50Extractor(precision="int8", model=str(tmp_path / "new.xml")).convert(sample[0][:4])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_conversion_that_does_not_reproduce_keras_writes_nothing(resnet_weights, sample, monkeypatch, tmp_path):
     # The means in RGB order instead of BGR: what a slip in the preprocessing would do.
     monkeypatch.setattr(conversion, "_BGR_MEANS", conversion._BGR_MEANS[::-1])
-    target = tmp_path / "broken.onnx"
+    target = tmp_path / "broken.xml"
     with pytest.raises(WeightsError, match="does not reproduce Keras"):
         FastResNet50Extractor(precision="fp32", model=str(target)).convert(sample[0][:4])
     assert list(tmp_path.iterdir()) == []
@@ -170,12 +197,12 @@ def test_a_conversion_that_does_not_reproduce_keras_writes_nothing(resnet_weight
 
 def test_int8_without_photos_to_calibrate_on_is_refused(resnet_weights, tmp_path):
     with pytest.raises(WeightsError, match="calibrated on the shop's own photos"):
-        FastResNet50Extractor(precision="int8", model=str(tmp_path / "new.onnx")).convert(np.empty((0, 224, 224, 3)))
+        FastResNet50Extractor(precision="int8", model=str(tmp_path / "new.xml")).convert(np.empty((0, 224, 224, 3)))
 
 
 @pytest.mark.django_db
 def test_the_command_waits_for_photos_before_calibrating_the_configured_int8(resnet_weights, settings, tmp_path):
-    target = tmp_path / "int8.onnx"
+    target = tmp_path / "int8.xml"
     settings.VISUAL_RECS = {
         **settings.VISUAL_RECS,
         "EXTRACTOR": {
@@ -189,7 +216,7 @@ def test_the_command_waits_for_photos_before_calibrating_the_configured_int8(res
     call_command("visual_recs_fetch_weights", calibration_dir=CATALOG_DIR / "images", calibration_photos=16, stdout=out)
     manifest = conversion.Manifest.read(conversion.manifest_path(target))
     assert manifest.precision == "int8" and manifest.calibration_photos == 16
-    assert FastResNet50Extractor(precision="int8", model=str(target)).model_id.endswith(manifest.onnx_sha256[:12])
+    assert FastResNet50Extractor(precision="int8", model=str(target)).model_id.endswith(manifest.model_sha256[:12])
 
 
 # --- a process that only searches -------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_backend_mistakes_are_reported(settings, tmp_path, monkeypatch):
 
 
 def test_a_missing_converted_network_is_a_warning_that_names_the_command(settings, tmp_path, resnet_weights):
-    settings.VISUAL_RECS = {"EXTRACTOR": {"OPTIONS": {"model": str(tmp_path / "missing.onnx")}}}
+    settings.VISUAL_RECS = {"EXTRACTOR": {"OPTIONS": {"model": str(tmp_path / "missing.xml")}}}
     [warning] = check_backends()
     assert warning.id == "visual_recs.W003" and "visual_recs_fetch_weights" in warning.msg
 

@@ -1,19 +1,22 @@
-"""ResNet50 converted once, offline, into an ONNX file that ``fast.FastResNet50Extractor`` runs.
+"""ResNet50 converted once, offline, into an OpenVINO model that ``fast.FastResNet50Extractor`` runs.
 
 The conversion reads the same Keras weights file as ``ResNet50Extractor`` (no new download)
 and writes, into the weights cache:
 
-- ``<name>.onnx``: the network with Keras' ``preprocess_input`` inside it (uint8 RGB in,
-  cast, channels to BGR, ImageNet means subtracted), so running it needs no TensorFlow;
+- ``<name>.xml`` and ``<name>.bin``: the network in OpenVINO's own format (IR) with Keras'
+  ``preprocess_input`` inside it (uint8 RGB in, cast, channels to BGR, ImageNet means
+  subtracted), so running it needs no TensorFlow. OpenVINO maps the ``.bin`` into memory
+  rather than parsing it onto the heap: a web process holds one copy of the weights;
 - ``<name>.json``: its manifest: the sha256 of the Keras weights it was made from, of the
-  ONNX file itself, and the options (pooling, input size, precision, calibration).
+  model's two files, and the options (pooling, input size, precision, calibration).
 
-FP32 is a faithful copy of the network (checked on the spot against Keras). INT8 is the FP32
-file statically quantized with ONNX Runtime's tools (QDQ, per-channel int8 weights, uint8
-activations, moving-average MinMax ranges; the stem and first stage left in FP32) calibrated
-on the shop's own photos, which is what makes its ranges fit what the network will see.
+The path: Keras -> ONNX (tf2onnx) -> OpenVINO (``openvino.convert_model``, which folds the
+batch norms into the convolutions). FP32 is a faithful copy of the network (checked on the
+spot against Keras). INT8 is the FP32 model statically quantized by NNCF, OpenVINO's own
+quantizer (per-channel int8 weights, bias correction; the stem and first stage left in FP32),
+calibrated on the shop's own photos, which is what makes its ranges fit what the network will see.
 
-Needs TensorFlow (the reference network), tf2onnx, onnx and onnxruntime; the process that
+Needs TensorFlow (the reference network), tf2onnx, onnx and, for INT8, nncf; the process that
 runs the converted model needs none of them, only OpenVINO.
 """
 
@@ -38,20 +41,22 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
 #: How each precision is made; a file made another way (an older release's) is converted again.
-RECIPES = {"fp32": "tf2onnx-opset17-v1", "int8": "qdq-per-channel-moving-minmax-fp32-stem-v1"}
-MANIFEST_FORMAT = 1
+RECIPES = {"fp32": "openvino-ir-tf2onnx-opset17-v2", "int8": "nncf-per-channel-bias-correction-fp32-stem-v2"}
+MANIFEST_FORMAT = 2
 OPSET = 17
 # Keras' "caffe" preprocessing for ResNet50: BGR channel means of ImageNet.
 _BGR_MEANS = (103.939, 116.779, 123.68)
 # INT8 leaves the network's stem and first stage (conv1, conv2_x: a fifth of its work) in FP32:
 # their rounding, carried through every later layer, moved the 5-nearest lists most
-# (bench/extract.py: overlap@5 with TensorFlow 0.83 all INT8, 0.90 with these in FP32).
-_FLOAT_UNTIL = "conv2_block3_out"
+# (bench/extract.py: overlap@5 with TensorFlow FLOAT_HEAD_FIGURES).
+_FLOAT_UNTIL = "conv2_block3_add"
 # The FP32 file must compute what Keras computes; below this cosine the conversion is broken.
 _MIN_FP32_COSINE = 0.9999
 # The pip names of the modules the conversion imports (dependencies of the app, but a
 # platform without their wheels, or an install with --no-deps, can lack them).
-PACKAGES = {"tensorflow": "tensorflow-cpu", "tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"}
+PACKAGES = {"tensorflow": "tensorflow-cpu", "tf2onnx": "tf2onnx", "onnx": "onnx", "openvino": "openvino", "nncf": "nncf"}
+# What each precision's conversion imports.
+NEEDS = {"fp32": ("tensorflow", "tf2onnx", "onnx", "openvino"), "int8": ("tensorflow", "tf2onnx", "onnx", "openvino", "nncf")}
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class Manifest:
     """What a converted file was made from; the extractor refuses a file that does not match."""
 
     weights_sha256: str
-    onnx_sha256: str
+    model_sha256: str
     pooling: str
     input_size: int
     precision: str
@@ -81,6 +86,7 @@ class Manifest:
             if key not in _manifests:
                 _manifests[key] = cls(**json.loads(path.read_text()))
             return _manifests[key]
+        # TypeError: fields of another manifest format (an older release's).
         except (OSError, ValueError, TypeError) as exc:
             raise WeightsError(f"The converted model's manifest {path} cannot be read ({exc}).") from exc
 
@@ -93,12 +99,24 @@ def converted_dir() -> Path:
 
 
 def model_path(weights_sha256: str, pooling: str, input_size: int, precision: str) -> Path:
-    """Where the cache keeps the converted file for these weights and options; its manifest is beside it (.json)."""
-    return converted_dir() / f"resnet50-{pooling}-{input_size}-{precision}-{weights_sha256[:12]}.onnx"
+    """Where the cache keeps the converted model (.xml) for these weights and options; its
+    weights (.bin) and manifest (.json) are beside it."""
+    return converted_dir() / f"resnet50-{pooling}-{input_size}-{precision}-{weights_sha256[:12]}.xml"
 
 
-def manifest_path(onnx_path: Path) -> Path:
-    return Path(onnx_path).with_suffix(".json")
+def manifest_path(xml_path: Path) -> Path:
+    return Path(xml_path).with_suffix(".json")
+
+
+def weights_path(xml_path: Path) -> Path:
+    """The ``.bin`` that OpenVINO reads beside a model's ``.xml``."""
+    return Path(xml_path).with_suffix(".bin")
+
+
+def model_sha256(xml_path: Path, file_sha256: Callable[[Path], str] = sha256_file) -> str:
+    """One sha256 for the model's two files (its graph and its weights)."""
+    parts = (file_sha256(Path(xml_path)), file_sha256(weights_path(xml_path)))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 def _require(module: str):
@@ -127,10 +145,12 @@ def _keras_network(weights: str, pooling: str, input_size: int):
     )
 
 
-def _export_fp32(network, input_size: int, out: Path) -> None:
-    """Write ``network`` with its preprocessing in front as ONNX (dynamic batch, uint8 NHWC input)."""
+def _export_fp32(network, input_size: int, out: Path):
+    """``network`` with its preprocessing in front as an OpenVINO model (dynamic batch, uint8
+    NHWC input), by way of an ONNX file at ``out``."""
     tf = _require("tensorflow")
     tf2onnx = _require("tf2onnx")
+    openvino = _require("openvino")
     spec = (tf.TensorSpec((None, input_size, input_size, 3), tf.uint8, name="images"),)
 
     @tf.function(input_signature=spec)
@@ -142,21 +162,23 @@ def _export_fp32(network, input_size: int, out: Path) -> None:
         return tf.identity(features, name="features")
 
     tf2onnx.convert.from_function(preprocessed_network, input_signature=spec, opset=OPSET, output_path=str(out))
+    return openvino.convert_model(str(out))
 
 
-def _onnx_features(path: Path, images: np.ndarray) -> np.ndarray:
-    ort = _require("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: images})[0], dtype=np.float32).reshape(len(images), -1)
+def openvino_features(model, images: np.ndarray) -> np.ndarray:
+    """``model``'s features of ``images``, computed in float32 on the CPU (one stream)."""
+    import openvino
+
+    compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+    return np.asarray(compiled(images)[0], dtype=np.float32).reshape(len(images), -1)
 
 
-def _check_against_keras(network, path: Path, images: np.ndarray) -> None:
-    """Refuse an FP32 file whose features are not Keras' own on these photos."""
+def _check_against_keras(network, model, images: np.ndarray) -> None:
+    """Refuse an FP32 model whose features are not Keras' own on these photos."""
     from keras.applications.resnet50 import preprocess_input
 
     expected = np.asarray(network.predict_on_batch(preprocess_input(images.astype(np.float32)))).reshape(len(images), -1)
-    got = _onnx_features(path, images)
+    got = openvino_features(model, images)
     cosine = np.sum(expected * got, axis=1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1))
     if float(cosine.min()) < _MIN_FP32_COSINE:
         raise WeightsError(
@@ -165,43 +187,29 @@ def _check_against_keras(network, path: Path, images: np.ndarray) -> None:
         )
 
 
-def _float_head(fp32: Path) -> list[str]:
-    """Names of the nodes up to the end of ``_FLOAT_UNTIL``: the stem and first stage stay FP32."""
-    onnx = _require("onnx")
-    names = [node.name for node in onnx.load(str(fp32)).graph.node]
-    ends = [i for i, name in enumerate(names) if _FLOAT_UNTIL in name]
+def _float_head(model) -> list[str]:
+    """Names of the convolutions up to ``_FLOAT_UNTIL`` (in the order they run): the stem and
+    first stage, which INT8 leaves in FP32."""
+    ops = model.get_ordered_ops()
+    ends = [i for i, op in enumerate(ops) if _FLOAT_UNTIL in op.get_friendly_name()]
     if not ends:
         raise WeightsError(f"The converted network has no {_FLOAT_UNTIL!r} layer: this is not Keras' ResNet50.")
-    return names[: ends[-1] + 1]
+    return [op.get_friendly_name() for op in ops[: ends[-1] + 1] if op.get_type_name() == "Convolution"]
 
 
-def _quantize_int8(fp32: Path, out: Path, calibration: np.ndarray) -> None:
-    quantization = _require("onnxruntime.quantization")
-
-    class Photos(quantization.CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter(calibration[i : i + 1] for i in range(len(calibration)))
-
-        def get_next(self):
-            batch = next(self._batches, None)
-            return None if batch is None else {"images": batch}
-
-    quantization.quantize_static(
-        str(fp32),
-        str(out),
-        Photos(),
-        quant_format=quantization.QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=quantization.QuantType.QUInt8,
-        weight_type=quantization.QuantType.QInt8,
-        # The pooled features come out in float: quantizing the vector itself to 256 levels
-        # would cost more than every layer's rounding.
-        op_types_to_quantize=["Conv", "Add", "MaxPool"],
-        nodes_to_exclude=_float_head(fp32),
-        calibrate_method=quantization.CalibrationMethod.MinMax,
-        # Each range the moving average of the photos' own minima and maxima, not the one most
-        # extreme photo's: finer steps for what photos usually hold.
-        extra_options={"CalibMovingAverage": True},
+def _quantize_int8(model, calibration: np.ndarray):
+    nncf = _require("nncf")
+    # NNCF lists every layer it leaves alone at INFO; its progress bars stay.
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    return nncf.quantize(
+        model,
+        nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))]),
+        subset_size=len(calibration),
+        # Per-channel symmetric int8 weights, per-tensor activations: what OpenVINO's CPU
+        # kernels run fastest; bias correction (the full one) moves each layer's mean back to FP32's.
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        fast_bias_correction=False,
+        ignored_scope=nncf.IgnoredScope(names=_float_head(model)),
     )
 
 
@@ -218,7 +226,7 @@ def convert(
     calibration: np.ndarray | None = None,
     target: Path | None = None,
 ) -> Path:
-    """Convert the Keras ResNet50 in ``weights`` (a no-top weights file) and return the ONNX path.
+    """Convert the Keras ResNet50 in ``weights`` (a no-top weights file) and return the model's ``.xml`` path.
 
     ``calibration``: uint8 photos (n, size, size, 3) as the extractor's loader makes them;
     INT8 needs them (a few hundred of the shop's own), FP32 uses the first few (or, without
@@ -239,24 +247,23 @@ def convert(
         # FP32 only checks itself against Keras, which any pixels show: a few random ones.
         calibration = np.random.default_rng(0).integers(0, 256, (4, input_size, input_size, 3), dtype=np.uint8)
     calibration = np.ascontiguousarray(calibration, dtype=np.uint8)
-    for module in PACKAGES:
+    for module in NEEDS[precision]:
         _require(module)
     weights_sha256 = sha256_file(Path(weights))
     target = Path(target) if target else model_path(weights_sha256, pooling, input_size, precision)
     target.parent.mkdir(parents=True, exist_ok=True)
     network = _keras_network(weights, pooling, input_size)
+    openvino = _require("openvino")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        _export_fp32(network, input_size, fp32)
-        _check_against_keras(network, fp32, calibration[:4])
+        model = _export_fp32(network, input_size, Path(tmp) / "fp32.onnx")
+        _check_against_keras(network, model, calibration[:4])
         if precision == "int8":
-            written = Path(tmp) / "int8.onnx"
-            _quantize_int8(fp32, written, calibration)
-        else:
-            written = fp32
+            model = _quantize_int8(model, calibration)
+        written = Path(tmp) / "model.xml"
+        openvino.save_model(model, str(written), compress_to_fp16=False)
         manifest = Manifest(
             weights_sha256=weights_sha256,
-            onnx_sha256=sha256_file(written),
+            model_sha256=model_sha256(written),
             pooling=pooling,
             input_size=input_size,
             precision=precision,
@@ -266,6 +273,9 @@ def convert(
         )
         tmp_manifest = Path(tmp) / "manifest.json"
         manifest.write(tmp_manifest)
+        # Weights first, manifest last: a process reading in between finds files that do not
+        # match their manifest (refused as corrupt), never a half-written model taken as sound.
+        os.replace(weights_path(written), weights_path(target))
         os.replace(written, target)
         os.replace(tmp_manifest, manifest_path(target))
     logger.info("Converted ResNet50 (%s) into %s", precision, target)

@@ -26,14 +26,15 @@ _compiled_lock = threading.Lock()
 
 
 class FastResNet50Extractor(ResNet50Extractor):
-    """``ResNet50Extractor`` run by OpenVINO from a converted ONNX file.
+    """``ResNet50Extractor`` run by OpenVINO from a converted model (OpenVINO IR).
 
     Options, besides ``ResNet50Extractor``'s (``weights``, ``pooling``, ``input_size``, ``fit``,
     ``batch_size``, ``flip_average``, ``colour``):
     - ``precision``: "fp32" (the default: TensorFlow's vectors to float rounding) or "int8"
-      (statically quantized, calibrated on the shop's own photos: several times faster).
-    - ``model``: path of a converted ONNX file (its manifest beside it); None finds the one
-      ``visual_recs_fetch_weights`` wrote into the cache for these weights and options.
+      (statically quantized, calibrated on the shop's own photos: faster still).
+    - ``model``: path of a converted model's ``.xml`` (its ``.bin`` and manifest beside it);
+      None finds the one ``visual_recs_fetch_weights`` wrote into the cache for these weights
+      and options.
     - ``threads``: CPU threads of one stream that runs each batch whole (None: OpenVINO's
       throughput streams, which split a batch over the cores: more images a second).
 
@@ -69,7 +70,7 @@ class FastResNet50Extractor(ResNet50Extractor):
 
     def manifest(self, *, verify_file: bool = False) -> conversion.Manifest:
         """The converted file's manifest, checked against these weights and options, and with
-        ``verify_file`` the file's bytes against the manifest (a 25-100 MB read: once per process)."""
+        ``verify_file`` the files' bytes against the manifest (a 25-100 MB read: once per process)."""
         path = self.model_path()
         if not path.is_file():
             raise WeightsError(f"The converted model {path} is missing: run `{FIX_COMMAND}`.")
@@ -92,11 +93,14 @@ class FastResNet50Extractor(ResNet50Extractor):
                 f"({manifest.recipe or 'an older one'}): run `{FIX_COMMAND}`."
             )
         if verify_file:
-            actual = cached_sha256(str(path))
-            if actual != manifest.onnx_sha256:
+            try:
+                actual = conversion.model_sha256(path, lambda part: cached_sha256(str(part)))
+            except OSError as exc:
+                raise WeightsError(f"The converted model {path} cannot be read ({exc}): run `{FIX_COMMAND}`.") from exc
+            if actual != manifest.model_sha256:
                 raise WeightsError(
                     f"The converted model {path} is corrupt (sha256 {actual[:12]}, its manifest says "
-                    f"{manifest.onnx_sha256[:12]}): run `{FIX_COMMAND}`."
+                    f"{manifest.model_sha256[:12]}): run `{FIX_COMMAND}`."
                 )
         return manifest
 
@@ -128,17 +132,17 @@ class FastResNet50Extractor(ResNet50Extractor):
 
     @property
     def model_id(self) -> str:
-        return f"{super().model_id}:openvino-{self.precision}-{self.manifest().onnx_sha256[:12]}"
+        return f"{super().model_id}:openvino-{self.precision}-{self.manifest().model_sha256[:12]}"
 
     def network(self, *, batches: bool = False):
         """The compiled model, built on first use and shared by every thread of the process.
 
-        ``batches``: compiled for OpenVINO's throughput streams (FP32 only, see below). A web
-        process, whose searches are a photo or two, never asks for it and so holds one copy.
+        ``batches``: compiled for OpenVINO's throughput streams. A web process, whose searches
+        are a photo or two, never asks for it and so holds one copy.
         """
-        hint = "THROUGHPUT" if batches and self.precision == "fp32" and not self.threads else "LATENCY"
+        hint = "THROUGHPUT" if batches and not self.threads else "LATENCY"
         path = self.model_path()
-        key = (str(path), self.manifest().onnx_sha256, self.threads, hint)
+        key = (str(path), self.manifest().model_sha256, self.threads, hint)
         if key not in _compiled:
             with _compiled_lock:
                 if key not in _compiled:
@@ -153,23 +157,19 @@ class FastResNet50Extractor(ResNet50Extractor):
             raise WeightsError(f"The fast extractor needs the Python package 'openvino' ({exc}): `pip install openvino`.") from exc
         # f32: OpenVINO would otherwise compute in bf16 on CPUs that have it, and the FP32
         # model would no longer give TensorFlow's vectors (INT8 layers stay int8 either way).
-        # THROUGHPUT splits a batch over streams (2x TensorFlow's images/s here against 1.5x for
-        # one stream) but holds a copy of the network per stream. INT8 runs one stream: OpenVINO
-        # 2026.4 compiled the QDQ network for two streams into wrong features on this project's
-        # CPU (cosine 0.15 with TensorFlow's; one stream: 0.998).
+        # THROUGHPUT splits a batch over streams (more images a second than one stream of every
+        # core) but holds the working memory of each stream.
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         # No CACHE_DIR: twice here a fresh process died with SIGABRT while others were writing
         # OpenVINO's shared cache (as gunicorn workers starting together would); each compiles.
-        # The model read first and dropped after compiling: compile_model(path) kept both
-        # copies of the weights (440 MB resident after a search, against 356 MB this way).
-        core = openvino.Core()
-        return core.compile_model(core.read_model(str(path)), "CPU", config)
+        # From the path: OpenVINO maps the .bin into memory instead of reading it onto the heap.
+        return openvino.Core().compile_model(str(path), "CPU", config)
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         compiled = self.network(batches=len(batch) > SEARCH_BATCH)
-        # The batch split over the compiled model's streams (one, or two on two cores for FP32),
+        # The batch split over the compiled model's streams (one, or two on two cores),
         # run at once: two streams of one thread each do more images a second than one of two.
         streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         parts = np.array_split(np.ascontiguousarray(batch, dtype=np.uint8), min(len(batch), streams))
