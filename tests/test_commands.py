@@ -83,3 +83,15 @@ def test_fetch_weights_is_quick_when_built(resnet_weights):
     out = io.StringIO()
     call_command("visual_recs_fetch_weights", stdout=out)
     assert str(resnet_weights.notop) in out.getvalue()
+
+
+def test_fetch_weights_removes_an_older_releases_onnx_files(resnet_weights):
+    from visual_recs.backends import conversion
+
+    kept = sorted(conversion.converted_dir().iterdir())
+    leftover = conversion.converted_dir() / "resnet50-avg-224-int8-000000000000.onnx"
+    leftover.write_bytes(b"an older release's network")
+    out = io.StringIO()
+    call_command("visual_recs_fetch_weights", stdout=out)
+    assert not leftover.exists() and f"Removed {leftover.name}" in out.getvalue()
+    assert sorted(conversion.converted_dir().iterdir()) == kept

@@ -120,6 +120,15 @@ def model_sha256(xml_path: Path, file_sha256: Callable[[Path], str] = sha256_fil
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
+def remove_older_formats() -> list[Path]:
+    """Delete the ONNX files an older release converted into the cache (its manifests, which
+    share the new files' names, are rewritten by the next conversion); returns what went."""
+    removed = sorted(converted_dir().glob("resnet50-*.onnx"))
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def _require(module: str):
     """Import one of the packages the conversion needs, or say how to install it."""
     import importlib

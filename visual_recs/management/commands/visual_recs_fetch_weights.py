@@ -47,6 +47,8 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"ResNet50 ImageNet weights ready: {files.notop}"))
             for extractor, asked in self._to_convert(convert or []):
                 self._convert(extractor, asked, force, options["calibration_dir"], options["calibration_photos"])
+            for path in conversion.remove_older_formats():
+                self.stdout.write(f"Removed {path.name}: an older release's converted network, no longer read.")
         except WeightsError as exc:
             raise CommandError(str(exc)) from exc
 
