@@ -192,9 +192,10 @@ def main() -> None:
     from visual_recs.backends.fast import FastResNet50Extractor
 
     assert FastResNet50Extractor().precision == "fp32"
+    import nncf  # noqa: F401  (INT8's quantizer, a dependency of the wheel)
     import openvino  # noqa: F401  (the default extractor's runtime is a dependency of the wheel)
 
-    step("the default extractor's module and OpenVINO import from the installed wheel")
+    step("the default extractor's module, OpenVINO and NNCF import from the installed wheel")
     print(f"smoke test of the installed wheel passed (Python {sys.version.split()[0]})")
 
 
