@@ -7,6 +7,8 @@ TensorFlow FP32 (the reference), the fast extractor in FP32 and in INT8 (OpenVIN
   the network in a thread, as the indexing pipeline does; the median of ``--rounds`` passes
   over the first ``--timed`` photos, the extractors taking turns within each round so that
   the machine's noise falls on all of them alike.
+- network alone: the same photos decoded beforehand, images/s of the network itself (what the
+  end-to-end figure can at most approach, the decoding sharing the CPU with it).
 - overlap@5: each product's 5 nearest within its gender (byte-duplicate photos of it left out,
   as the pages do) by the fast vectors, against the same lists by TensorFlow's; averaged.
 - ProductType P@5: bench/relevance.py's grading of those lists (share of the 5 with the
@@ -80,6 +82,14 @@ def features(extractor, data: list[bytes]) -> tuple[np.ndarray, float]:
                 pending = pool.submit(decode, start + BATCH)
             out[start : start + len(images)] = extractor.extract(images)
     return out, time.perf_counter() - started
+
+
+def network_alone(extractor, images: np.ndarray) -> float:
+    """Seconds the network takes for ``images`` (decoded already), in batches as above."""
+    started = time.perf_counter()
+    for start in range(0, len(images), BATCH):
+        extractor.extract(images[start : start + BATCH])
+    return time.perf_counter() - started
 
 
 def overlap_at_5(catalog: Catalog, reference: np.ndarray, found: np.ndarray) -> float:
@@ -173,9 +183,14 @@ def main() -> None:
         vectors[name], _ = features(extractor, data)
         print(f"{name}: vectors of {len(data)} photos", file=sys.stderr, flush=True)
     timed = data[: args.timed]
+    from visual_recs.images import decode_image
+
+    decoded = np.stack([decode_image(d) for d in timed])
+    network_seconds: dict[str, list[float]] = {name: [] for name in BACKENDS}
     for round_ in range(args.rounds):
         for name, extractor in extractors.items():
             seconds[name].append(features(extractor, timed)[1])
+            network_seconds[name].append(network_alone(extractor, decoded))
         print(f"round {round_ + 1}/{args.rounds} timed", file=sys.stderr, flush=True)
 
     queries = np.arange(len(catalog))
@@ -183,6 +198,7 @@ def main() -> None:
     figures: dict[str, float | int | bool] = {"photos": len(data), "timed_photos": len(timed), "rounds": args.rounds}
     for name in BACKENDS:
         figures[f"{name}_img_s"] = round(len(timed) / median(seconds[name]), 2)
+        figures[f"{name}_network_img_s"] = round(len(timed) / median(network_seconds[name]), 2)
         figures[f"{name}_product_type_p5"] = round(catalog.precision(lists[name], queries)["ProductType"], 4)
         a, b = vectors["tf_fp32"], vectors[name]
         cosine = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
@@ -190,6 +206,7 @@ def main() -> None:
         if name != "tf_fp32":
             figures[f"{name}_overlap_at_5"] = round(overlap_at_5(catalog, lists["tf_fp32"], lists[name]), 4)
             figures[f"{name}_speedup"] = round(figures[f"{name}_img_s"] / figures["tf_fp32_img_s"], 2)
+            figures[f"{name}_network_speedup"] = round(figures[f"{name}_network_img_s"] / figures["tf_fp32_network_img_s"], 2)
         process = fresh_process(name)
         figures[f"{name}_rss_mb"] = process["rss_mb"]
         figures[f"{name}_first_vector_s"] = process["first_vector_s"]
@@ -203,10 +220,11 @@ def main() -> None:
         for key, value in web.items():
             figures[f"{name}_web_{key}"] = value
 
-    print(f"{'':10} {'img/s':>7} {'x TF':>5} {'overlap@5':>9} {'PT P@5':>7} {'min cos':>8} {'RSS MB':>7} {'1st vec s':>9}")
+    print(f"{'':10} {'img/s':>7} {'x TF':>5} {'net img/s':>9} {'x TF':>5} {'overlap@5':>9} {'PT P@5':>7} {'min cos':>8} {'RSS MB':>7} {'1st vec s':>9}")
     for name in BACKENDS:
         print(
             f"{name:10} {figures[f'{name}_img_s']:7.1f} {figures.get(f'{name}_speedup', 1.0):5.2f} "
+            f"{figures[f'{name}_network_img_s']:9.1f} {figures.get(f'{name}_network_speedup', 1.0):5.2f} "
             f"{figures.get(f'{name}_overlap_at_5', 1.0):9.3f} {figures[f'{name}_product_type_p5']:7.3f} "
             f"{figures[f'{name}_min_cosine']:8.4f} {figures[f'{name}_rss_mb']:7.0f} {figures[f'{name}_first_vector_s']:9.2f}"
         )
