@@ -161,7 +161,7 @@ VISUAL_RECS = {
     # The network's features of the photo and of its mirror image, and the colour of the
     # product's own pixels: what the fit learns from (bench/relevance.py).
     # The fast extractor in FP32: TensorFlow's vectors exactly, which bench/relevance.py's
-    # figures were measured with. {"precision": "int8"} is 1.9x faster still, with 0.91 of the
+    # figures were measured with. {"precision": "int8"} is 1.8x faster still, with 0.91 of the
     # lists (bench/extract.py, README "Faster extraction"); demo_setup would calibrate it.
     "EXTRACTOR": {
         "BACKEND": "visual_recs.backends.fast.FastResNet50Extractor",
