@@ -16,11 +16,11 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tests.test_index_contract import COLLECTION, brute_force, ids, make_entries, queries_for
 from visual_recs.backends import indexes
 from visual_recs.backends.base import Entry
 from visual_recs.backends.indexes import ExactIndex
 from visual_recs.models import ExactIndexChange
+from visual_recs.testing import COLLECTION, brute_force, ids, make_entries, queries_for
 
 pytestmark = pytest.mark.django_db
 
