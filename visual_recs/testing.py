@@ -380,3 +380,64 @@ class BackendTests:
 
     def test_check_database_finds_nothing_wrong_with_a_working_index(self, index, stored):
         assert index.check_database(connection) == []
+
+
+def sample_images(size: tuple[int, int], seed: int = 5) -> np.ndarray:
+    """Four uint8 RGB images of ``size`` (width, height): a red and a blue gradient, a slightly
+    darker copy of the red one, and noise."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, width)[np.newaxis, :, np.newaxis] * np.ones((height, 1, 1))
+    red = np.concatenate([155 + 100 * ramp, 40 * ramp, 20 * ramp], axis=2)
+    blue = np.concatenate([20 * ramp, 60 + 40 * ramp, 155 + 100 * ramp], axis=2)
+    red_copy = red * 0.95
+    noise = rng.integers(0, 256, red.shape)
+    return np.stack([red, blue, red_copy, noise]).astype(np.uint8)
+
+
+class ExtractorTests:
+    """The contract of ``BaseExtractor`` as pytest test methods; a subclass supplies ``make_extractor``.
+
+    Name the subclass ``Test...`` so that pytest collects it. No database needed.
+    """
+
+    #: Largest difference allowed between a row extracted alone and in a batch, relative to its length.
+    tolerance = 1e-4
+
+    def make_extractor(self):
+        """The extractor under test, built with its options (called once or twice per test)."""
+        raise NotImplementedError("Subclasses of ExtractorTests build the extractor they test in make_extractor().")
+
+    @pytest.fixture
+    def extractor(self):
+        """The extractor under test."""
+        return self.make_extractor()
+
+    @pytest.fixture
+    def images(self, extractor) -> np.ndarray:
+        """``sample_images`` at the extractor's input size."""
+        return sample_images(extractor.input_size)
+
+    def test_extract_gives_one_finite_float32_row_per_image(self, extractor, images):
+        vectors = extractor.extract(images)
+        assert vectors.dtype == np.float32 and vectors.shape == (len(images), extractor.dims)
+        assert np.isfinite(vectors).all()
+
+    def test_a_row_does_not_depend_on_the_rest_of_the_batch(self, extractor, images):
+        batch = extractor.extract(images)
+        for image, row in zip(images, batch):
+            alone = extractor.extract(image[np.newaxis])[0]
+            assert np.linalg.norm(alone - row) <= self.tolerance * max(1.0, float(np.linalg.norm(row)))
+
+    def test_a_look_alike_is_nearer_than_other_photos(self, extractor, images):
+        red, blue, red_copy, noise = extractor.extract(images)
+        assert np.linalg.norm(red - red_copy) < min(np.linalg.norm(red - blue), np.linalg.norm(red - noise))
+
+    def test_model_id_is_stable_and_the_parts_make_up_the_vector(self, extractor):
+        assert isinstance(extractor.model_id, str) and extractor.model_id
+        assert self.make_extractor().model_id == extractor.model_id
+        assert sum(extractor.parts.values()) == extractor.dims
+
+    def test_the_optional_checks_pass_for_a_working_extractor(self, extractor):
+        extractor.manifest()  # raises WeightsError for unusable converted files
+        assert extractor.weights_source() != "imagenet"  # weights come from a file, not a download at first use
