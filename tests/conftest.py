@@ -115,9 +115,7 @@ def use_fake_extractor(settings, *, vector_dims: int = FAKE_DIMS, **more) -> Non
     settings.VISUAL_RECS = config
     from visual_recs.backends import get_index
 
-    ensure_schema = getattr(get_index(), "ensure_schema", None)
-    if ensure_schema is not None:
-        ensure_schema()
+    get_index().ensure_schema()
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tests.test_index_contract import COLLECTION, brute_force, ids, make_entries, queries_for
 from visual_recs.backends import indexes
 from visual_recs.backends.base import Entry
 from visual_recs.backends.indexes import ExactIndex
 from visual_recs.models import ExactIndexChange
+from visual_recs.testing import COLLECTION, brute_force, ids, make_entries, queries_for
 
 pytestmark = pytest.mark.django_db
 
@@ -133,16 +133,34 @@ def test_a_cache_older_than_half_the_retention_reloads(writer, entries, committe
     assert ids(reader.search(COLLECTION, "Men", query, 1)) == ["new"]  # reloaded
 
 
+def _age_changes(count: int, age: datetime.timedelta) -> None:
+    """Make the ``count`` oldest change-log rows ``age`` old."""
+    oldest = list(ExactIndexChange.objects.order_by("id").values_list("id", flat=True)[:count])
+    ExactIndexChange.objects.filter(id__in=oldest).update(created_at=timezone.now() - age)
+
+
 def test_prune_changes_deletes_rows_older_than_the_retention(writer, entries):
     index = ExactIndex(change_retention=datetime.timedelta(hours=2))
     total = ExactIndexChange.objects.count()
-    old = list(ExactIndexChange.objects.order_by("id").values_list("id", flat=True)[:50])
-    ExactIndexChange.objects.filter(id__in=old).update(created_at=timezone.now() - datetime.timedelta(hours=3))
-    assert index.prune_changes(datetime.timedelta(hours=2)) == 50
+    _age_changes(50, datetime.timedelta(hours=3))
+    assert index.prune_changes() == 50
     assert ExactIndexChange.objects.count() == total - 50
     assert index.prune_changes() == 0
-    with pytest.raises(ValueError):
-        index.prune_changes(datetime.timedelta(minutes=5))
+
+
+def test_the_sweep_prunes_the_change_log_by_the_configured_retention(settings, writer, entries):
+    """The sweep leaves the span to the backend: a week's retention keeps six-day-old rows."""
+    from visual_recs import tasks
+
+    settings.VISUAL_RECS = {
+        **settings.VISUAL_RECS,
+        "INDEX": {"BACKEND": "visual_recs.backends.indexes.ExactIndex", "OPTIONS": {"change_retention": 7 * 86400}},
+    }
+    total = ExactIndexChange.objects.count()
+    _age_changes(60, datetime.timedelta(days=6))
+    _age_changes(20, datetime.timedelta(days=8))
+    tasks.sweep.delay()
+    assert ExactIndexChange.objects.count() == total - 20
 
 
 @pytest.mark.parametrize("working_memory", [1, 0.00005], ids=["1MiB", "blocks-of-4-rows"])

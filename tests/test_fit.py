@@ -94,7 +94,7 @@ def test_a_fit_on_real_features_rebuilds_the_index_and_lists_in_its_space(
     index = get_index()
     held = index.vectors(space.collection, [str(p.pk) for p in Product.objects.all()])
     # An index of one vector length (pgvector) holds the fit's vectors padded with zeros to it.
-    length = getattr(index, "dimensions", None) or projection.dims
+    length = index.dimensions or projection.dims
     assert len(held) == 42 and {len(v) for v in held.values()} == {length}
     some_id = next(iter(held))
     raw = FeatureVector.objects.get(object_id=some_id).as_array()
@@ -230,7 +230,7 @@ def test_the_colour_part_is_stored_with_the_network_s_and_weighed_by_the_search(
         "EXTRACTOR": {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {"colour": True}},
         "COLOUR_WEIGHT": 0.25,
     }
-    if fixed_length := getattr(get_index(), "dimensions", None):
+    if fixed_length := get_index().dimensions:
         assert fixed_length == 2048  # the suite's pgvector table; this test needs one of the stacked length
         index = settings.VISUAL_RECS["INDEX"]
         stacked = {**index, "OPTIONS": {**index["OPTIONS"], "dimensions": 2048 + appearance.COLOUR_DIMS}}

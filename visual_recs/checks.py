@@ -228,7 +228,7 @@ def check_backends(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         except (ImportError, KeyError, TypeError, ValueError) as exc:
             errors.append(_error(f"VISUAL_RECS['{role}'] cannot be built: {exc}", "visual_recs.E005"))
             continue
-        if role == "EXTRACTOR" and hasattr(instance, "weights_source"):
+        if role == "EXTRACTOR":
             errors.extend(_check_weights(instance))
     if len(built) == 2:
         errors.extend(_check_dimensions(built["EXTRACTOR"], built["INDEX"]))
@@ -237,12 +237,11 @@ def check_backends(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 def _check_dimensions(extractor, index) -> list[checks.CheckMessage]:
     """An index with a fixed vector length must hold the extractor's vectors."""
-    dimensions = getattr(index, "dimensions", None)
-    if dimensions is None or extractor.dims == dimensions:
+    if index.dimensions is None or extractor.dims == index.dimensions:
         return []
     return [
         _error(
-            f"The extractor makes {extractor.dims}-dimensional vectors but the index holds {dimensions}-dimensional ones.",
+            f"The extractor makes {extractor.dims}-dimensional vectors but the index holds {index.dimensions}-dimensional ones.",
             "visual_recs.E009",
             hint=f"Set VISUAL_RECS['INDEX']['OPTIONS']['dimensions'] = {extractor.dims}.",
         )
@@ -254,6 +253,8 @@ def _check_weights(extractor) -> list[checks.CheckMessage]:
         source = extractor.weights_source()
     except WeightsError as exc:
         return [_error(f"Unusable ResNet50 weights: {exc}", "visual_recs.E006")]
+    if source is None:
+        return []  # the extractor loads no weights file
     if source == "imagenet":
         return [
             checks.Warning(
@@ -263,26 +264,25 @@ def _check_weights(extractor) -> list[checks.CheckMessage]:
                 id="visual_recs.W001",
             )
         ]
-    if hasattr(extractor, "manifest"):
-        try:
-            extractor.manifest()
-        except WeightsError as exc:
-            # A warning, not an error: INT8 is calibrated on the shop's photos, which need the
-            # migrations this would block. Until it is made, vectors wait as pending.
-            return [
-                checks.Warning(
-                    f"The fast extractor's converted network is not usable: {exc}",
-                    hint="Vectors and searches by photo wait for it; see the README's 'Faster extraction'.",
-                    obj="settings.VISUAL_RECS",
-                    id="visual_recs.W003",
-                )
-            ]
+    try:
+        extractor.manifest()
+    except WeightsError as exc:
+        # A warning, not an error: INT8 is calibrated on the shop's photos, which need the
+        # migrations this would block. Until it is made, vectors wait as pending.
+        return [
+            checks.Warning(
+                f"The fast extractor's converted network is not usable: {exc}",
+                hint="Vectors and searches by photo wait for it; see the README's 'Faster extraction'.",
+                obj="settings.VISUAL_RECS",
+                id="visual_recs.W003",
+            )
+        ]
     return []
 
 
 @checks.register(checks.Tags.database)
 def check_index_database(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
-    """The configured INDEX backend's own database checks (``check_database``), when it has them.
+    """The configured INDEX backend's own database checks (``BaseIndex.check_database``).
 
     Tagged ``database``: runs in ``migrate`` and ``check --database default``, not in a plain check.
     """
@@ -293,8 +293,6 @@ def check_index_database(app_configs=None, databases=None, **kwargs) -> list[che
         index = import_string(config["BACKEND"])(**config.get("OPTIONS", {}))
     except (ImportError, ImproperlyConfigured, KeyError, TypeError, ValueError):
         return []  # check_backends reports it as visual_recs.E005
-    if not hasattr(index, "check_database"):
-        return []
     return index.check_database(connections[DEFAULT_DB_ALIAS])
 
 

@@ -10,7 +10,6 @@ is safe because indexing is idempotent.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from celery import shared_task
 from django.core.cache import cache
@@ -27,8 +26,6 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (DatabaseError, OSError)
 #: Vectors the sweep compares with their objects per run (the next run goes on from there).
 RECONCILE_PER_RUN = 5000
-#: How long an index backend that logs its changes for other processes (ExactIndex) keeps them.
-CHANGE_LOG_RETENTION = timedelta(days=1)
 
 
 def _retry(task, exc: Exception):
@@ -81,11 +78,10 @@ def sweep() -> str:
     their objects (deleted, moved or hidden behind the signals' back, see ``indexing.reconcile``).
 
     Schedule it with celery beat (every few minutes); ``visual_recs_reindex --pending`` does the same.
-    It also drops the index backend's change log older than ``CHANGE_LOG_RETENTION``.
+    It also lets the index backend drop what it keeps only for a while (``prune_changes``:
+    ``ExactIndex``'s change log older than its ``change_retention``).
     """
-    prune_changes = getattr(get_index(), "prune_changes", None)
-    if prune_changes is not None:
-        prune_changes(CHANGE_LOG_RETENTION)
+    get_index().prune_changes()
     summaries = []
     for indexed_model in registry.indexed_models().values():
         summary = indexing.index_many(indexing.objects_needing_work(indexed_model).iterator(chunk_size=500))

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+from django.db import connection as default_connection
 
 from ..exceptions import VectorError
+
+if TYPE_CHECKING:
+    from django.core.checks import CheckMessage
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from .conversion import Manifest
 
 
 class BaseExtractor:
@@ -56,6 +63,24 @@ class BaseExtractor:
         Must be safe to call from several threads, and load any model once, lazily.
         """
         raise NotImplementedError("An extractor must turn a batch of RGB images into vectors.")
+
+    # Optional: the system checks call these; the defaults suit an extractor without weight files.
+
+    def weights_source(self) -> str | None:
+        """The weights file the network loads, or "imagenet" when Keras would download them.
+
+        The system checks call it: raise ``WeightsError`` saying how to fix weights that are
+        missing or unusable. None (the default): the extractor loads no weights file.
+        """
+        return None
+
+    def manifest(self) -> Manifest | None:
+        """The manifest of the converted network the extractor runs, checked against its weights and options.
+
+        The system checks call it: raise ``WeightsError`` when the converted files are missing
+        or were made from something else. None (the default): the extractor runs no converted network.
+        """
+        return None
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,10 @@ class BaseIndex:
 
     #: True when ``search`` is exact: neighbour lists built from it equal a brute-force rebuild.
     exact: bool = False
+    #: The one vector length the index holds (e.g. a typed column), or None when each collection
+    #: takes the length of its first vectors. The checks compare it with the extractor's, and
+    #: a fit's shorter vectors are padded to it.
+    dimensions: int | None = None
 
     def add(self, collection: str, entries: Sequence[Entry]) -> None:
         """Store ``entries``, replacing any entry of the same object id in ``collection``.
@@ -170,6 +199,30 @@ class BaseIndex:
     def clear(self, collection: str) -> None:
         """Forget every entry of ``collection``."""
         raise NotImplementedError("An index must be able to drop a collection.")
+
+    # Optional features: callers call them on every backend; the defaults do nothing.
+
+    def ensure_schema(self, conn: BaseDatabaseWrapper = default_connection) -> None:
+        """Create the storage the index needs beyond the app's models (extension, table, indexes) if missing.
+
+        Idempotent; called before the index is filled from the stored vectors (switching index
+        backends, a new fit). The default has nothing to create.
+        """
+
+    def check_database(self, conn: BaseDatabaseWrapper = default_connection) -> list[CheckMessage]:
+        """System check messages about the database the index needs (server, extension, schema).
+
+        Run by ``migrate`` and ``check --database default``; a schema a pending migration will
+        create is not an error. The default has nothing to check.
+        """
+        return []
+
+    def prune_changes(self) -> int:
+        """Drop the bookkeeping the index keeps only for a while (its own retention decides); returns how many rows.
+
+        The sweep calls it on every run. The default keeps nothing of the kind.
+        """
+        return 0
 
     def check_queries(
         self, vectors: np.ndarray, exclude: Sequence[Collection[str]] | None, dims: int | None

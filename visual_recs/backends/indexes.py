@@ -287,17 +287,13 @@ class ExactIndex(BaseIndex):
             for key in [key for key in self._partitions if key[0] == collection]:
                 del self._partitions[key]
 
-    def prune_changes(self, older_than: datetime.timedelta | None = None) -> int:
-        """Delete change-log rows older than ``older_than`` (default: the retention); returns how many.
+    def prune_changes(self) -> int:
+        """Delete change-log rows older than ``change_retention``; returns how many.
 
-        Refuses a span shorter than ``change_retention``: caches rely on the log holding at
-        least that much (see the class docstring).
+        Never younger ones: caches rely on the log holding that much (see the class docstring).
         """
-        older_than = self.change_retention if older_than is None else older_than
-        if older_than < self.change_retention:
-            raise ValueError(f"Change-log rows are kept for at least change_retention ({self.change_retention}).")
-        alias = self._alias()
-        deleted, _ = ExactIndexChange.objects.using(alias).filter(created_at__lt=timezone.now() - older_than).delete()
+        cutoff = timezone.now() - self.change_retention
+        deleted, _ = ExactIndexChange.objects.using(self._alias()).filter(created_at__lt=cutoff).delete()
         return deleted
 
     def _alias(self) -> str:

@@ -134,7 +134,7 @@ def _labels(indexed_model: IndexedModel, object_ids: list[str]) -> dict[str, lis
 
 def _check_index_takes(projection) -> None:
     """An index with a fixed vector length (PgvectorIndex) takes a fit's vectors padded to it, if they fit."""
-    dims = getattr(get_index(), "dimensions", None)
+    dims = get_index().dimensions
     if dims is not None and projection.dims > dims:
         raise LearningError(
             f"This fit makes vectors of {projection.dims} values and the index holds {dims}: give the "

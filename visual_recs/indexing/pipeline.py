@@ -314,12 +314,11 @@ def _drop_superseded(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
 def _refuse_bad_vectors(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
     """A vector the index cannot hold (NaN, wrong length) fails its object, not the batch."""
     index = get_index()
-    dims = getattr(index, "dimensions", None)  # backends with a fixed vector length declare it
     for job in jobs:
         if job.outcome != "extract":
             continue
         try:
-            index.check_vectors(job.pixels[np.newaxis], dims)
+            index.check_vectors(job.pixels[np.newaxis], index.dimensions)
         except VectorError as exc:
             job.outcome, job.error, job.pixels = "failed", f"The extractor made an unusable vector: {exc}", None
 
@@ -458,9 +457,7 @@ def rebuild_index(
     loaded after each batch.
     """
     index = get_index()
-    ensure_schema = getattr(index, "ensure_schema", None)
-    if ensure_schema is not None:
-        ensure_schema()
+    index.ensure_schema()
     space = space or current_space(indexed_model)
     collection = space.collection
     ready = neighbours.ready_rows(indexed_model).order_by("pk")

@@ -101,7 +101,7 @@ def space_of(
     collection = indexed_model.collection(model_id)
     if fit is not None:
         pk, version = fit
-        return Space(f"{collection}:fit-{version}", pk, version, pad_to=getattr(get_index(), "dimensions", None))
+        return Space(f"{collection}:fit-{version}", pk, version, pad_to=get_index().dimensions)
     if len(parts) < 2:
         return Space(collection)  # the extractor's vectors as they are: the space before fits existed
     weights = {name: 1.0 for name in parts} | {"colour": app_settings.COLOUR_WEIGHT}
