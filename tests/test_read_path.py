@@ -219,3 +219,31 @@ def test_the_unknown_partition_message_reads_for_any_field_name(catalog, make_ga
     with pytest.raises(UnknownPartition) as raised:
         indexing.search_by_image(registry.get("garments"), photo_bytes("13683"), partition="Aliens")
     assert str(raised.value) == "'Aliens' is not one of the audience values of garments (known: adult)"
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["broker down", "eager worker"])
+def test_a_moved_product_shows_neighbours_of_its_new_partition_before_and_after_its_task(
+    catalog, monkeypatch, django_capture_on_commit_callbacks, worker
+):
+    """A gender edit: the page never shows ``ready`` with an empty strip (issue 17, item 6)."""
+    from visual_recs import signals
+
+    men, women = catalog
+    moved = men[0]
+    if not worker:
+        monkeypatch.setattr(signals, "enqueue", lambda task, *args: False)  # the task is lost
+    moved.gender = "Women"
+    with django_capture_on_commit_callbacks(execute=True):
+        moved.save()
+
+    found = indexing.recommendations(moved, 5)
+    assert (found.status, found.partition) == ("ready", "Women")
+    assert len(found.items) == 5 and {item.object.gender for item in found.items} == {"Women"}
+    distances = [item.distance for item in found.items]
+    assert distances == sorted(distances)
+    row = FeatureVector.objects.get(object_id=str(moved.pk))
+    assert row.partition == ("Women" if worker else "Men")  # without a worker, nothing moved it yet
+    if not worker:
+        indexing.index(moved)  # the sweep's work, later: the stored list then says the same
+    assert [str(item.object.pk) for item in indexing.recommendations(moved, 5).items] == targets_of(moved)[:5]
+    assert [item.object for item in indexing.recommendations(moved, 5).items] == [item.object for item in found.items]

@@ -57,6 +57,19 @@ class FeatureVector(models.Model):
     image_sha256 = models.CharField(
         max_length=64, blank=True, help_text=_("Hash of the photo the vector was made from (or failed on).")
     )
+    image_name = models.TextField(
+        blank=True,
+        editable=False,
+        help_text=_(
+            "Stored name of the photo when last marked or indexed: a save compares names, never reads the file "
+            "(empty: unknown, so the next save marks the photo changed)."
+        ),
+    )
+    photo_marks = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text=_("How many saves marked the photo changed: a task that read the photo before the last mark writes nothing."),
+    )
     list_radius = models.FloatField(
         null=True,
         blank=True,

@@ -4,8 +4,8 @@ Tasks, signals, the admin, the management commands, the API and the template tag
 shells over the names exported here. A module per job, so the read path a web process runs
 and the write path a worker runs are visibly apart:
 
-- ``pipeline``: photos to vectors (``index``, ``index_many``, ``index_vectors``, ``unindex``,
-  ``rebuild_index``, ``reconcile``);
+- ``pipeline``: photos to vectors (``mark_changed``, ``index``, ``index_many``, ``index_vectors``,
+  ``unindex``, ``rebuild_index``, ``reconcile``);
 - ``neighbours``: the stored neighbour lists, repaired as vectors change (``rebuild_partition``;
   ``lists_changed`` tells receivers which lists were written);
 - ``reading``: what a page shows (``recommendations``, ``similar_to``, ``index_states``);
@@ -33,6 +33,7 @@ from .pipeline import (
     index,
     index_many,
     index_vectors,
+    mark_changed,
     photo_sha256,
     rebuild_index,
     reconcile,
@@ -65,6 +66,7 @@ __all__ = [
     "index_vectors",
     "lists_changed",
     "locked",
+    "mark_changed",
     "objects_needing_work",
     "partition_lock",
     "partition_lock_key",

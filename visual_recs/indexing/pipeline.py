@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import models
+from django.db.models import F
 from django.db.models.fields.files import FieldFile
 
 from .. import registry
@@ -71,6 +72,7 @@ class _Job:
     listed: bool
     existing: FeatureVector | None
     image: FieldFile | None = None  # its photo, found before the decoder threads read it
+    image_name: str | None = None  # the stored name of the photo read (None: no photo was read)
     sha256: str = ""
     pixels: np.ndarray | None = None
     error: str = ""
@@ -89,6 +91,36 @@ def photo_sha256(image) -> str:
     except (FileNotFoundError, OSError):
         return ""
     return digest.hexdigest()
+
+
+def mark_changed(
+    indexed_model: IndexedModel, object_ids: Iterable[str], *, image_name: str = "", partition: str | None = None
+) -> None:
+    """Record, without reading any photo, that the objects' photos may have changed: the one pending mark.
+
+    Their vectors become ``pending`` (the sweep's work until their task runs) and their
+    ``photo_marks`` go up, which tells a task still reading the old photo that it is
+    superseded. The stored hash and vector stay: a task that finds the same photo skips the
+    network. ``image_name`` is the photo's stored name now ("": unknown, so the next save marks
+    again). A row is created only when ``partition`` is given (a save); a delete or an import
+    marks the rows that exist. An existing row keeps its partition: that is where its index
+    entry still is, until the task moves it.
+    """
+    content_type = indexed_model.content_type
+    pending = {"status": Status.PENDING, "error": "", "image_name": image_name}
+    for chunk in chunked(map(str, object_ids), 500):
+        rows = FeatureVector.objects.filter(content_type=content_type, object_id__in=chunk)
+        if rows.update(**pending, photo_marks=F("photo_marks") + 1) == len(chunk) or partition is None:
+            continue
+        for object_id in set(chunk) - set(rows.values_list("object_id", flat=True)):
+            # get_or_create, not create: a concurrent save may have made the row since the update.
+            _, created = FeatureVector.objects.get_or_create(
+                content_type=content_type,
+                object_id=object_id,
+                defaults={**pending, "partition": partition, "photo_marks": 1},
+            )
+            if not created:
+                rows.filter(object_id=object_id).update(**pending, photo_marks=F("photo_marks") + 1)
 
 
 def index(obj: models.Model, *, force: bool = False) -> str:
@@ -213,6 +245,7 @@ def _read_and_decode(job: _Job, extractor, model_id: str, force: bool) -> None:
     if image is None:
         job.outcome = "no_image"
         return
+    job.image_name = image.name
     try:
         data = read_image_bytes(image, max_bytes=app_settings.MAX_IMAGE_BYTES)
     except ImageTooLarge as exc:
@@ -228,13 +261,14 @@ def _read_and_decode(job: _Job, extractor, model_id: str, force: bool) -> None:
         and existing is not None
         and existing.image_sha256 == job.sha256
         and (
-            (existing.status == Status.READY and existing.model_id == model_id)
+            _has_vector(existing, model_id)
             or (existing.status == Status.FAILED and existing.attempts >= app_settings.MAX_ATTEMPTS)
         )
     ):
-        # Same photo as last time: a ready vector is still right, and one that failed every
-        # attempt would fail again. Below the attempt limit a failure is tried again: some
-        # reasons pass (a file not yet fully copied, a worker short of memory).
+        # Same photo as last time: its vector is still right (a save that only renamed or
+        # re-uploaded it costs this hash, not the network), and one that failed every attempt
+        # would fail again. Below the attempt limit a failure is tried again: some reasons pass
+        # (a file not yet fully copied, a worker short of memory).
         job.outcome = "unchanged"
         return
     try:
@@ -244,6 +278,16 @@ def _read_and_decode(job: _Job, extractor, model_id: str, force: bool) -> None:
         job.outcome = "extract"
     except ImageError as exc:
         job.outcome, job.error = "failed", str(exc)
+
+
+def _has_vector(existing: FeatureVector | None, model_id: str) -> bool:
+    """Whether the row holds a vector of the extractor ``model_id`` (ready, or pending a check of its photo)."""
+    return (
+        existing is not None
+        and existing.status != Status.FAILED
+        and existing.model_id == model_id
+        and existing.dims > 0
+    )
 
 
 def _extract(extractor, jobs: list[_Job]) -> None:
@@ -282,32 +326,29 @@ def _drop_superseded(indexed_model: IndexedModel, jobs: list[_Job]) -> None:
     """Jobs whose photo stopped being the object's while they worked on it write nothing.
 
     A newer save may have replaced the photo after this job read it: under another name (the
-    object's field names another file now), or under the same name (its signal left the row
-    pending with the new photo's hash; a pending row without a hash expects no photo in
-    particular). The newer save's own task writes the right vector; an older task must not
-    overwrite it. Runs inside the partitions' lock, before the writes.
+    object's field names another file now), or under the same name (its save marked the row
+    again: ``photo_marks`` went up, see ``mark_changed``). The newer save's own task writes the
+    right vector; an older task must not overwrite it, nor call its old photo unchanged. Runs
+    inside the partitions' lock, before the writes.
     """
-    read = [job for job in jobs if job.outcome in ("extract", "failed")]
+    read = [
+        job
+        for job in jobs
+        if job.outcome in ("extract", "failed") or (job.outcome == "unchanged" and job.image_name is not None)
+    ]
     if not read:
         return
     names_now = indexed_model.photo_names(job.obj.pk for job in read)
-    rows_now = {
-        row.object_id: row
-        for row in FeatureVector.objects.filter(
+    marks_now = dict(
+        FeatureVector.objects.filter(
             content_type=indexed_model.content_type, object_id__in=[job.object_id for job in read]
-        ).only("object_id", "status", "image_sha256")
-    }
+        ).values_list("object_id", "photo_marks")
+    )
     for job in read:
         renamed = names_now.get(job.object_id, "") != (job.image.name if job.image else "")
-        row = rows_now.get(job.object_id)
-        # A job whose read failed has no hash to compare; the file name still tells.
-        expects_another = (
-            bool(job.sha256)
-            and row is not None
-            and row.status == Status.PENDING
-            and row.image_sha256 not in ("", job.sha256)
-        )
-        if renamed or expects_another:
+        marks_then = job.existing.photo_marks if job.existing is not None else 0
+        remarked = job.object_id in marks_now and marks_now[job.object_id] != marks_then
+        if renamed or remarked:
             job.outcome = "superseded"
 
 
@@ -363,10 +404,16 @@ def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary
         if job.outcome == "unchanged":
             summary.unchanged += 1
             existing = job.existing
+            updates = {}
             if existing.partition != job.partition or existing.listed != job.listed:
-                FeatureVector.objects.filter(pk=existing.pk).update(
-                    partition=job.partition, listed=job.listed, list_radius=None
-                )
+                updates.update(partition=job.partition, listed=job.listed, list_radius=None)
+            if job.image_name is not None and existing.image_name != job.image_name:
+                updates["image_name"] = job.image_name
+            if job.image_name is not None and existing.status == Status.PENDING:
+                # The marked photo was read and is the one the vector was made from: ready again.
+                updates.update(status=Status.READY, error="", list_radius=None)
+            if updates:
+                FeatureVector.objects.filter(pk=existing.pk).update(**updates)
             continue
         row = FeatureVector(
             content_type=content_type,
@@ -374,6 +421,7 @@ def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary
             partition=job.partition,
             listed=job.listed,
             image_sha256=job.sha256,
+            image_name=job.image_name or "",
             list_radius=None,  # no list yet: the mark that the repair (or the sweep) clears
         )
         if job.outcome == "extract":
@@ -396,7 +444,7 @@ def _store(indexed_model: IndexedModel, jobs: list[_Job], model_id: str, summary
             unique_fields=["content_type", "object_id"],
             update_fields=[
                 "partition", "listed", "status", "error", "attempts", "model_id", "dims", "vector",
-                "image_sha256", "list_radius", "updated_at",
+                "image_sha256", "image_name", "list_radius", "updated_at",
             ],
         )
     if no_image_ids:
@@ -417,10 +465,13 @@ def _affects_lists(job: _Job, model_id: str) -> bool:
     existing = job.existing
     if job.outcome == "extract":
         return True
-    was_ready = existing is not None and existing.status == Status.READY and existing.model_id == model_id
+    had_vector = _has_vector(existing, model_id)
     if job.outcome in ("failed", "no_image"):
-        return was_ready
-    return was_ready and (existing.partition != job.partition or existing.listed != job.listed)
+        return had_vector
+    moved = had_vector and (existing.partition != job.partition or existing.listed != job.listed)
+    # A pending vector found unchanged is written to the index again: it may have been left out
+    # of a rebuild while pending (rebuilds load ready rows).
+    return moved or (had_vector and existing.status == Status.PENDING and job.image_name is not None)
 
 
 def unindex(indexed_model: IndexedModel, object_id: str) -> bool:

@@ -91,7 +91,8 @@ def recommendations(obj: models.Model, limit: int = 5) -> Recommendations:
     deactivated or moved product never shows, even before the lists are rebuilt. Photos
     byte-identical to the product's own, or to a nearer item's, are left out unless
     ``EXCLUDE_DUPLICATE_PHOTOS`` is off. A ready product without a list yet (its list is
-    being rebuilt) gets neighbours from the index, computed here and not stored.
+    being rebuilt), or moved to another partition since its list was made (its task not run
+    yet), gets neighbours from its new partition in the index, computed here and not stored.
     """
     indexed_model = registry.for_model(obj)
     object_id = str(obj.pk)
@@ -99,10 +100,12 @@ def recommendations(obj: models.Model, limit: int = 5) -> Recommendations:
     state = _state_of(indexed_model, obj, vector)
     if state.status == NO_IMAGE or limit < 1:
         return Recommendations(state.status, state.partition, [], state.error)
-    hits = _listed_hits(indexed_model, object_id, state.partition)
+    moved = vector is not None and vector.partition != state.partition
+    # A moved product's stored list is of its old partition: none of it may be shown.
+    hits = [] if moved else _listed_hits(indexed_model, object_id, state.partition)
     if not hits and state.status == Status.READY:
         hits = None if vector.model_id != _current_model_id() else _hits_from_index(
-            indexed_model, object_id, vector.partition, state.partition
+            indexed_model, object_id, state.partition
         )
         if hits is None:
             # Made by another extractor (or missing from the index): the sweep or a reindex will redo it.
@@ -167,16 +170,15 @@ def _listed_hits(indexed_model: IndexedModel, object_id: str, partition: str) ->
     return sorted(hits, key=lambda hit: (hit.distance, hit.object_id))
 
 
-def _hits_from_index(
-    indexed_model: IndexedModel, object_id: str, vector_partition: str, partition: str
-) -> list[_Hit] | None:
-    """The neighbours of a ready vector asked of the index (one query); None if the index lacks it (stale)."""
+def _hits_from_index(indexed_model: IndexedModel, object_id: str, partition: str) -> list[_Hit] | None:
+    """The neighbours in ``partition`` (the object's now) of a ready vector, asked of the index
+    (one query); None if the index lacks the vector (stale)."""
     index = get_index()
     collection = current_space(indexed_model).collection
     vector = index.vectors(collection, [object_id]).get(object_id)
     if vector is None:
         return None
-    found = index.search(collection, vector_partition, vector, app_settings.NEIGHBOURS, exclude={object_id})
+    found = index.search(collection, partition, vector, app_settings.NEIGHBOURS, exclude={object_id})
     photos: dict[str, str] = {}
     if app_settings.EXCLUDE_DUPLICATE_PHOTOS and found:
         photos = dict(

@@ -41,7 +41,6 @@ from visual_recs import indexing, queue, registry
 from visual_recs.conf import app_settings
 from visual_recs.exceptions import ImageError, MissingImage, NotRegistered
 from visual_recs.images import image_format, read_image_bytes
-from visual_recs.models import FeatureVector
 from visual_recs.utils import chunked
 
 from .exceptions import CatalogError
@@ -324,12 +323,8 @@ def _mark_vectors_pending(model: type[models.Model], pks: list[Any]) -> None:
     if not pks:
         return
     try:
-        content_type = registry.for_model(model).content_type
+        indexed_model = registry.for_model(model)
     except NotRegistered:
         return
-    for block in chunked(map(str, pks), 500):
-        # No hash: the photo to index is the one the object has when its task runs (a hash here
-        # would tell a running task that its photo is superseded, as a save's signal does).
-        FeatureVector.objects.filter(content_type=content_type, object_id__in=block).update(
-            status=FeatureVector.Status.PENDING, image_sha256=""
-        )
+    # No photo name: the photo to index is the one the object has when its task runs.
+    indexing.mark_changed(indexed_model, pks)
