@@ -1,5 +1,5 @@
 """The staff paths at catalog scale: ``index_overview`` (the status endpoint) and the sweep's
-``objects_needing_work`` are answered by the database.
+``objects_needing_work`` are answered by the database, and a fit reads its vectors in batches.
 
 A catalog with every state a vector can be in, on the bundled Product (integer keys) and the
 existing shop's Garment (UUID keys, stored by SQLite as 32 hex digits): the same answers
@@ -7,6 +7,8 @@ as counting Python sets of ids gave, from queries that never return every id.
 """
 
 from __future__ import annotations
+
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from tests.testapp.models import Garment
 from visual_recs import indexing, queue, registry
 from visual_recs.backends import get_extractor
 from visual_recs.contrib.catalog.models import Product
+from visual_recs.indexing import fitting
 from visual_recs.models import FeatureVector, IndexStatus
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +103,30 @@ def test_index_overview_counts_every_state_with_counts_only(states):
     # Every query is an aggregate: no list of ids is read to be counted in Python.
     assert queries.captured_queries and all("COUNT(" in query["sql"].upper() for query in queries.captured_queries)
 
+
+def test_a_fit_reads_its_vectors_into_one_array_never_a_python_object_per_row_beside_it(settings, monkeypatch):
+    use_fake_extractor(settings)
+    products = registry.get("products")
+    count, dims = 3000, 1024
+    vectors = np.random.default_rng(0).standard_normal((count, dims), dtype=np.float32)
+    FeatureVector.objects.bulk_create(
+        [
+            FeatureVector(
+                content_type=products.content_type, object_id=str(pk), partition="Men", status=IndexStatus.READY,
+                model_id=get_extractor().model_id, dims=dims, vector=FeatureVector.to_bytes(vectors[pk]),
+            )
+            for pk in range(count)
+        ],
+        batch_size=500,
+    )
+    monkeypatch.setattr(fitting, "READ_BATCH", 100)
+    tracemalloc.start()
+    try:
+        object_ids, features = fitting._stored_vectors(products)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert object_ids == [str(pk) for pk in range(count)]
+    np.testing.assert_array_equal(features, vectors)
+    # The array, the ids and one batch of rows; reading every row first would double it.
+    assert peak < 1.25 * features.nbytes, (peak, features.nbytes)
