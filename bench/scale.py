@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/scale.py --products N --backend {exact,pgvector} [--json PATH]
         [--saves 200] [--requests 2000] [--clients 16] [--recall-sample 1000] [--searches 100]
-        [--option NAME=VALUE ...] [--seed 0] [--keep]
+        [--status-runs 20] [--option NAME=VALUE ...] [--seed 0] [--keep] [--staff-only]
 
 The catalog: N products in the sample's four genders (Men, Women, Boys, Girls, in the shares of
 fashion.csv, which has no Unisex row), each with the ResNet50 vector of a random sample photo of
@@ -22,20 +22,29 @@ Measured in one run, in this order:
 1. Bulk load: Products and their ready FeatureVector rows bulk-created (no signals). Then
    ``indexing.rebuild_index``: the index filled from those rows, then every neighbour list
    built (the list build is the time after the last batch of vectors reached the index).
-2. Per-save maintenance: ``indexing.index_vectors`` for one product, vector given (no photo, no
+2. Staff paths, on the catalog just built (nothing to do), each in a fresh process: the
+   status endpoint's ``indexing.index_overview`` timed ``--status-runs`` times after one warm-up
+   call (the endpoint is a shell over it); then one ``tasks.sweep`` (the to-do list, unfinished
+   lists, a reconcile slice), its time and its peak resident memory (VmHWM, reset when the
+   sweep starts) beside the process's resident memory before it: what the sweep's bookkeeping
+   costs at N products.
+   ``--staff-only`` measures this alone, in minutes rather than the list build's hour on a
+   busy machine: the rows are loaded marked as having their lists (``list_radius`` 0, no
+   list rows, the index not filled), which is all these paths read, and the run stops here.
+3. Per-save maintenance: ``indexing.index_vectors`` for one product, vector given (no photo, no
    CNN), in a worker process of its own, warmed with one search per partition as a long-lived
    worker is. New products and changed vectors (a product's photo replaced by another of its
    gender) alternate; each call is timed. The worker's resident memory is read after the saves.
    Then, in the same process, search by photo without the CNN (``search_by_vector``): over every
    partition (``partition=None``, the search page's default) and within the query's gender.
-3. List recall@10 on a sample of products: the first 10 of each stored list against the exact
+4. List recall@10 on a sample of products: the first 10 of each stored list against the exact
    10 nearest shown products of its partition, by numpy brute force over the vectors the run made.
-4. ``GET /api/visual-recs/products/<pk>/similar/?limit=5`` through gunicorn (2 sync workers on
+5. ``GET /api/visual-recs/products/<pk>/similar/?limit=5`` through gunicorn (2 sync workers on
    loopback), random products: first one client at a time (the service time), then 16
    closed-loop clients. 16 clients on 2 workers queue by construction, so their latency is
    queueing plus service; the table shows both and the throughput. Then the resident memory of
    the two web workers.
-5. Disk: the database's size per product, and its main tables (for pgvector the vector table
+6. Disk: the database's size per product, and its main tables (for pgvector the vector table
    and its HNSW index apart).
 
 The figures go to the terminal as a table and, with --json, to a file.
@@ -232,8 +241,11 @@ def setup_django(database_url: str, index: dict) -> None:
     django.setup()
 
 
-def bulk_load(catalog: Catalog) -> None:
-    """Products and their ready FeatureVector rows, as an import script would write them (no signals)."""
+def bulk_load(catalog: Catalog, *, lists_built: bool = False) -> None:
+    """Products and their ready FeatureVector rows, as an import script would write them (no signals).
+
+    ``lists_built``: the rows say their lists are done (``--staff-only``; see the module).
+    """
     from django.db import transaction
 
     from visual_recs import registry
@@ -260,6 +272,7 @@ def bulk_load(catalog: Catalog) -> None:
                         dims=catalog.vectors.shape[1],
                         vector=FeatureVector.to_bytes(catalog.vectors[pk - 1]),
                         image_sha256=photo_hash(pk),
+                        list_radius=0.0 if lists_built else None,
                     )
                     for pk in pks
                 ],
@@ -277,6 +290,85 @@ def build_index() -> tuple[float, float]:
     rebuild_index(registry.get("products"), progress=lambda _: filled.append(time.perf_counter()))
     ended = time.perf_counter()
     return filled[-1] - started, ended - filled[-1]
+
+
+# --- the staff paths: status and sweep ------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (VmHWM), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak (VmHWM) again from its resident memory now (Linux 4.0+)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def status_run(runs: int) -> dict:
+    """In a fresh process: ``index_overview`` (what ``GET status/`` returns) timed ``runs`` times."""
+    import django
+
+    django.setup()
+    from visual_recs.indexing import index_overview
+
+    index_overview()  # content types and the extractor's model_id are looked up once per process
+    reset_peak_rss()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        index_overview()
+        times.append(time.perf_counter() - started)
+    return {"times": times, "peak_rss_mb": peak_rss_mb()}
+
+
+def sweep_run() -> dict:
+    """In a fresh process: one ``tasks.sweep``, its seconds, the process's memory before it and its peak during it."""
+    import django
+
+    django.setup()
+    from visual_recs import tasks
+    from visual_recs.backends import get_extractor, get_index
+
+    get_extractor(), get_index()  # built before the baseline: every process that sweeps has them
+    before = rss_mb()
+    reset_peak_rss()  # the imports' own peak would hide the sweep's
+    started = time.perf_counter()
+    summary = tasks.sweep()
+    return {"seconds": time.perf_counter() - started, "rss_before_mb": before, "peak_rss_mb": peak_rss_mb(), "summary": summary}
+
+
+def measure_staff_paths(runs: int) -> dict:
+    """``status_*`` and ``sweep_*`` figures, each path in a process of its own (spawned: no memory of this one)."""
+    from django.db import connections
+
+    connections.close_all()
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        status = pool.submit(status_run, runs).result()
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        sweep = pool.submit(sweep_run).result()
+    return {
+        "status_p50_ms": ms(status["times"], 50),
+        "status_p95_ms": ms(status["times"], 95),
+        "status_runs": runs,
+        "status_peak_rss_mb": status["peak_rss_mb"],
+        "sweep_s": sweep["seconds"],
+        "sweep_peak_rss_mb": sweep["peak_rss_mb"],
+        "sweep_rss_before_mb": sweep["rss_before_mb"],
+        "sweep_summary": sweep["summary"],
+    }
+
+
+def cpu_flags() -> list[str]:
+    """The vector instructions that set the speed of the exact search here (from /proc/cpuinfo)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            present = set(line.partition(":")[2].split())
+            return [flag for flag in ("avx512_vnni", "avx512f", "avx2") if flag in present]
+    return []
 
 
 # --- the worker: saves and searches ----------------------------------------------------------
@@ -541,9 +633,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--recall-sample", type=int, default=1000, help="products whose lists are checked (default 1000)")
     parser.add_argument("--searches", type=int, default=100, help="timed searches by vector (default 100)")
+    parser.add_argument("--status-runs", type=int, default=20, help="timed calls of the status overview (default 20)")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="an OPTION of the index backend")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the database (its location is printed)")
+    parser.add_argument("--staff-only", action="store_true", help="only the status and sweep figures (see the module)")
     args = parser.parse_args()
 
     index_config = {**BACKENDS[args.backend]}
@@ -566,97 +660,135 @@ def main() -> None:
         print(f"{args.products} products ({args.backend}, {where}); noise sigma {sigma:.4f} per dimension", flush=True)
 
         started = time.perf_counter()
-        bulk_load(catalog)
+        bulk_load(catalog, lists_built=args.staff_only)
         figures["load_s"] = time.perf_counter() - started
-        print(f"bulk load {figures['load_s']:.1f} s; building the index and lists ...", flush=True)
-        figures["index_fill_s"], figures["list_build_s"] = build_index()
-        figures["build_s"] = figures["index_fill_s"] + figures["list_build_s"]
-        print(f"index filled in {figures['index_fill_s']:.1f} s, lists built in {figures['list_build_s']:.1f} s", flush=True)
+        print(f"bulk load {figures['load_s']:.1f} s", flush=True)
+        if not args.staff_only:  # see the module
+            figures["index_fill_s"], figures["list_build_s"] = build_index()
+            figures["build_s"] = figures["index_fill_s"] + figures["list_build_s"]
+            print(f"index filled in {figures['index_fill_s']:.1f} s, lists built in {figures['list_build_s']:.1f} s", flush=True)
 
-        saves = plan_saves(catalog, args.saves)
-        search_bases = [catalog.random_base(str(g)) for g in rng.choice(catalog.genders, size=max(args.searches, 4))]
-        searches = [
-            (catalog.noisy(np.array([base]))[0], rows[base]["Gender"]) for base in search_bases
-        ]
-        searches[: len(GENDERS)] = [(catalog.noisy(np.array([catalog.random_base(g)]))[0], g) for g in GENDERS]
-        connections.close_all()
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            worker = pool.submit(worker_run, saves, searches).result()
-        save_times = worker["save_new"] + worker["save_changed"]
-        figures.update(
-            save_p50_ms=ms(save_times, 50),
-            save_p95_ms=ms(save_times, 95),
-            save_new_p50_ms=ms(worker["save_new"], 50),
-            save_changed_p50_ms=ms(worker["save_changed"], 50),
-            saves=len(save_times),
-            worker_warmup_s=worker["warmup_s"],
-            worker_rss_mb=worker["worker_rss_mb"],
-            search_p50_ms=ms(worker["search_all"], 50),
-            search_p95_ms=ms(worker["search_all"], 95),
-            search_partition_p50_ms=ms(worker["search_one"], 50),
-            searches=len(worker["search_all"]),
-            search_empty=worker["search_empty"],
+        figures.update(measure_staff_paths(args.status_runs))
+        print(
+            f"status p50 {figures['status_p50_ms']:.1f} ms; sweep {figures['sweep_s']:.1f} s, "
+            f"peak {figures['sweep_peak_rss_mb']:.0f} MiB",
+            flush=True,
         )
-        print(f"saves p50 {figures['save_p50_ms']:.1f} ms; search p50 {figures['search_p50_ms']:.1f} ms", flush=True)
 
-        sample = rng.choice(np.arange(1, len(catalog.genders) + 1), size=min(args.recall_sample, len(catalog.genders)), replace=False)
-        recalls, near, missing = list_recall(catalog, sample)
-        figures.update(
-            recall_at_10=float(np.mean(recalls)),
-            recall_at_10_min=float(np.min(recalls)),
-            recall_sample=len(recalls),
-            recall_lists_missing=missing,
-            real_nn1_median=float(np.median(real_near[:, 0])),
-            real_nn10_median=float(np.median(real_near[:, -1])),
-            synthetic_nn1_median=float(np.median(near[:, 0])),
-            synthetic_nn10_median=float(np.median(near[:, 1])),
-            noise_sigma=sigma,
-        )
-        print(f"recall@10 {figures['recall_at_10']:.4f}; load test ...", flush=True)
+        if not args.staff_only:
+            saves = plan_saves(catalog, args.saves)
+            search_bases = [catalog.random_base(str(g)) for g in rng.choice(catalog.genders, size=max(args.searches, 4))]
+            searches = [
+                (catalog.noisy(np.array([base]))[0], rows[base]["Gender"]) for base in search_bases
+            ]
+            searches[: len(GENDERS)] = [(catalog.noisy(np.array([catalog.random_base(g)]))[0], g) for g in GENDERS]
+            connections.close_all()
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                worker = pool.submit(worker_run, saves, searches).result()
+            save_times = worker["save_new"] + worker["save_changed"]
+            figures.update(
+                save_p50_ms=ms(save_times, 50),
+                save_p95_ms=ms(save_times, 95),
+                save_new_p50_ms=ms(worker["save_new"], 50),
+                save_changed_p50_ms=ms(worker["save_changed"], 50),
+                saves=len(save_times),
+                worker_warmup_s=worker["warmup_s"],
+                worker_rss_mb=worker["worker_rss_mb"],
+                search_p50_ms=ms(worker["search_all"], 50),
+                search_p95_ms=ms(worker["search_all"], 95),
+                search_partition_p50_ms=ms(worker["search_one"], 50),
+                searches=len(worker["search_all"]),
+                search_empty=worker["search_empty"],
+            )
+            print(f"saves p50 {figures['save_p50_ms']:.1f} ms; search p50 {figures['search_p50_ms']:.1f} ms", flush=True)
 
-        connections.close_all()
-        log = VAR / f"scale-gunicorn-{args.backend}-{args.products}-{os.getpid()}.log"
-        figures.update(measure_endpoint(catalog, args, rng, log))
+            sample = rng.choice(np.arange(1, len(catalog.genders) + 1), size=min(args.recall_sample, len(catalog.genders)), replace=False)
+            recalls, near, missing = list_recall(catalog, sample)
+            figures.update(
+                recall_at_10=float(np.mean(recalls)),
+                recall_at_10_min=float(np.min(recalls)),
+                recall_sample=len(recalls),
+                recall_lists_missing=missing,
+                real_nn1_median=float(np.median(real_near[:, 0])),
+                real_nn10_median=float(np.median(real_near[:, -1])),
+                synthetic_nn1_median=float(np.median(near[:, 0])),
+                synthetic_nn10_median=float(np.median(near[:, 1])),
+                noise_sigma=sigma,
+            )
+            print(f"recall@10 {figures['recall_at_10']:.4f}; load test ...", flush=True)
 
-        n_final = len(catalog.genders)
-        figures["products_final"] = n_final
-        sizes = disk_usage(args.backend, database_url.removeprefix("sqlite:///"))
-        figures["disk_bytes"] = sizes
-        figures["disk_kb_per_product"] = sizes["database"] / n_final / 1024
-        figures["machine"] = {
-            "cpus": os.cpu_count(),
-            "loadavg_start": load_at_start,
-            "loadavg_end": os.getloadavg(),
-            "python": platform.python_version(),
-        }
-        if args.backend == "pgvector":
-            with connections["default"].cursor() as cursor:
-                cursor.execute("SELECT version(), (SELECT extversion FROM pg_extension WHERE extname = 'vector')")
-                figures["machine"]["postgresql"], figures["machine"]["pgvector"] = cursor.fetchone()
+            connections.close_all()
+            log = VAR / f"scale-gunicorn-{args.backend}-{args.products}-{os.getpid()}.log"
+            figures.update(measure_endpoint(catalog, args, rng, log))
+
+            n_final = len(catalog.genders)
+            figures["products_final"] = n_final
+            sizes = disk_usage(args.backend, database_url.removeprefix("sqlite:///"))
+            figures["disk_bytes"] = sizes
+            figures["disk_kb_per_product"] = sizes["database"] / n_final / 1024
+        figures["machine"] = machine(args.backend, load_at_start)
         connections.close_all()
     finally:
         drop_database()
-    if args.keep:
-        print(f"kept {where}")
-    report(figures)
+        if args.keep:
+            print(f"kept {where}")
+    (staff_report if args.staff_only else report)(figures)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def machine(backend: str, load_at_start: tuple[float, float, float]) -> dict:
+    """Where the figures were measured: CPUs and their vector instructions, load, versions."""
+    from django.db import connections
+
+    figures = {
+        "cpus": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "loadavg_start": load_at_start,
+        "loadavg_end": os.getloadavg(),
+        "python": platform.python_version(),
+    }
+    if backend == "pgvector":
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT version(), (SELECT extversion FROM pg_extension WHERE extname = 'vector')")
+            figures["postgresql"], figures["pgvector"] = cursor.fetchone()
+    return figures
+
+
+def machine_line(f: dict) -> str:
+    m = f["machine"]
+    return (
+        f"{f['products']:,} products, {f['backend']} ({json.dumps(f['index']['OPTIONS'])}), {m['cpus']} CPUs "
+        f"({', '.join(m['cpu_flags']) or 'no AVX2'}), load average {m['loadavg_start'][0]:.1f} at start, "
+        f"{m['loadavg_end'][0]:.1f} at end"
+    )
+
+
+def staff_lines(f: dict) -> list[str]:
+    return [
+        f"  status (index_overview) p50 / p95 {f['status_p50_ms']:8.1f} / {f['status_p95_ms']:.1f} ms  "
+        f"({f['status_runs']} calls; process peak {f['status_peak_rss_mb']:.0f} MiB)",
+        f"  sweep, nothing to do             {f['sweep_s']:9.1f} s  (peak RSS {f['sweep_peak_rss_mb']:.0f} MiB, "
+        f"{f['sweep_peak_rss_mb'] - f['sweep_rss_before_mb']:.0f} MiB above the process before it)",
+    ]
+
+
+def staff_report(f: dict) -> None:
+    print("\n".join([machine_line(f), f"  bulk load (rows)                 {f['load_s']:9.1f} s", *staff_lines(f)]))
 
 
 def report(f: dict) -> None:
     n = f["products_final"]
     disk = f["disk_bytes"]
     lines = [
-        f"{f['products']:,} products, {f['backend']} ({json.dumps(f['index']['OPTIONS'])}"
-        "), "
-        f"{f['machine']['cpus']} CPUs, load average {f['machine']['loadavg_start'][0]:.1f} at start, "
-        f"{f['machine']['loadavg_end'][0]:.1f} at end",
+        machine_line(f),
         f"  nearest-neighbour distance, median: real sample 1st {f['real_nn1_median']:.1f} / 10th {f['real_nn10_median']:.1f}; "
         f"synthetic 1st {f['synthetic_nn1_median']:.1f} / 10th {f['synthetic_nn10_median']:.1f} (noise sigma {f['noise_sigma']:.4f})",
         f"  bulk load (rows)                 {f['load_s']:9.1f} s",
         f"  index fill (rebuild_index)       {f['index_fill_s']:9.1f} s",
         f"  list build (rebuild_index)       {f['list_build_s']:9.1f} s",
+        *staff_lines(f),
         f"  save, index_vectors  p50 / p95   {f['save_p50_ms']:9.1f} / {f['save_p95_ms']:.1f} ms  "
         f"(new p50 {f['save_new_p50_ms']:.1f}, changed p50 {f['save_changed_p50_ms']:.1f}; {f['saves']} saves; "
         f"worker warm-up {f['worker_warmup_s']:.1f} s)",

@@ -103,19 +103,29 @@ def fit(indexed_model: IndexedModel, *, progress: Callable[[int], None] | None =
 
 
 def _stored_vectors(indexed_model: IndexedModel) -> tuple[list[str], np.ndarray]:
-    """The ids and vectors (float32, one row each) of the model's ready vectors of the configured extractor."""
-    rows = neighbours.ready_rows(indexed_model).order_by("pk").values_list("object_id", "vector")
+    """The ids and vectors (float32, one row each) of the model's ready vectors of the configured extractor.
+
+    Read ``READ_BATCH`` rows at a time into one array sized by a count first, so that at no
+    point does the process hold a Python object per row beside the array (at 100,000
+    products of 2,048 values, that would be a second 800 MB). Rows stored after the count are
+    left to ``_carry_over``, as any save made during the fit is.
+    """
+    rows = neighbours.ready_rows(indexed_model).order_by("pk")
+    expected = rows.count()
     object_ids: list[str] = []
-    vectors: list[np.ndarray] = []
-    for object_id, vector in rows.iterator(chunk_size=READ_BATCH):
+    features: np.ndarray | None = None
+    for object_id, vector in rows.values_list("object_id", "vector")[:expected].iterator(chunk_size=READ_BATCH):
+        row = FeatureVector.from_bytes(vector)
+        if features is None:
+            features = np.empty((expected, len(row)), dtype=np.float32)
+        features[len(object_ids)] = row
         object_ids.append(object_id)
-        vectors.append(FeatureVector.from_bytes(vector))
-    if not object_ids:
+    if features is None:
         raise LearningError(
             f"{indexed_model.key} has no ready vectors to learn from: index the catalog first "
             "(visual_recs_reindex), then fit."
         )
-    return object_ids, np.stack(vectors)
+    return object_ids, features[: len(object_ids)]  # fewer if some were deleted after the count
 
 
 def _labels(indexed_model: IndexedModel, object_ids: list[str]) -> dict[str, list[str]]:
@@ -157,15 +167,18 @@ def _carry_over(indexed_model: IndexedModel, space: Space, *, since) -> int:
         .values_list("object_id", "partition", "listed", "vector")
     ]
     # Whatever the space holds without a ready vector behind it now: deleted, failed or lost its photo.
-    kept = set(neighbours.ready_rows(indexed_model).values_list("object_id", flat=True))
-    removed = {entry.object_id for entry in index.entries(space.collection)} - kept
+    # Looked up a batch of entries at a time: no set of every id of the catalog.
+    removed: list[str] = []
+    for batch in chunked((entry.object_id for entry in index.entries(space.collection)), READ_BATCH):
+        kept = set(neighbours.ready_rows(indexed_model).filter(object_id__in=batch).values_list("object_id", flat=True))
+        removed.extend(object_id for object_id in batch if object_id not in kept)
     partitions = {partition for _, partition, _, _ in ready}
     with neighbours.locked(indexed_model, partitions | set(index.partitions(space.collection))):
         if ready:
             index.add(space.collection, space.entries(ready))
         if removed:
             index.remove(space.collection, removed)
-    changed = {object_id for object_id, *_ in ready} | removed
+    changed = {object_id for object_id, *_ in ready}.union(removed)
     if changed:
         neighbours.repair_lists(indexed_model, changed)
     return len(changed)
