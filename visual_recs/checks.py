@@ -164,9 +164,10 @@ HOOKS = ("photo", "with_photo", "shown", "partition", "dependants", "value_of", 
 
 
 def _check_hooks(where: str, model, declaration) -> list[checks.CheckMessage]:
-    """Each method must still be callable; ``shown()`` and ``with_photo()`` must make a queryset of the model.
+    """Each method must still be callable; the shop's ``shown()`` and ``with_photo()`` must make a queryset of the model.
 
-    Those two are called on the model's queryset and their query compiled, never run.
+    Those two are called on the model's queryset and their query compiled, never run (the
+    defaults need no check: ``with_photo()``'s field is ``photo_field``, checked as E002).
     """
     errors = []
     for name in HOOKS:
@@ -179,10 +180,17 @@ def _check_hooks(where: str, model, declaration) -> list[checks.CheckMessage]:
                     hint=f"Define it as a method, def {name}(self, ...), as ModelPhotos does.",
                 )
             )
-        elif name in ("shown", "with_photo"):
+        elif name in ("shown", "with_photo") and registration.overrides(declaration, name):
             problem = _queryset_problem(hook, model)
             if problem:
-                errors.append(_error(f"{where}.{name}() {problem}", "visual_recs.E004" if name == "shown" else "visual_recs.E011"))
+                errors.append(
+                    _error(
+                        f"{where}.{name}() {problem}",
+                        "visual_recs.E004" if name == "shown" else "visual_recs.E011",
+                        hint=f"def {name}(self, queryset) gets the model's queryset and returns a queryset of it, "
+                        "e.g. queryset.filter(...); it is compiled here, not run.",
+                    )
+                )
     return errors
 
 
@@ -299,7 +307,13 @@ def _check_values(where: str, cls) -> list[checks.CheckMessage]:
         try:
             import_string(cls.serializer)
         except ImportError as exc:
-            errors.append(_error(f"{where}.serializer cannot be imported: {exc}", "visual_recs.E017"))
+            errors.append(
+                _error(
+                    f"{where}.serializer cannot be imported: {exc}",
+                    "visual_recs.E017",
+                    hint="Give the dotted path of a DRF serializer of one object, or the class itself.",
+                )
+            )
     return errors
 
 
