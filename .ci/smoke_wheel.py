@@ -88,14 +88,7 @@ def configure() -> None:
         CELERY_BROKER_URL="redis://127.0.0.1:1/0",
         VISUAL_RECS={
             # The bundled Product of the opt-in catalog app, by gender, shown when active.
-            "MODELS": {
-                "products": {
-                    "model": "visual_recs_catalog.Product",
-                    "image_field": "image",
-                    "partition_field": "gender",
-                    "filter": {"is_active": True},
-                }
-            },
+            "MODELS": {"products": "visual_recs.contrib.catalog.CatalogProducts"},
             "EXTRACTOR": {"BACKEND": f"{__name__}.MeanColourExtractor"},
             "NEIGHBOURS": 5,
         },

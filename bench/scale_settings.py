@@ -19,7 +19,8 @@ VISUAL_RECS = {
     **VISUAL_RECS,
     "INDEX": json.loads(os.environ["VISUAL_RECS_BENCH_INDEX"]),
     "EXTRACTOR": {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor", "OPTIONS": {}},
-    "MODELS": {"products": {key: value for key, value in VISUAL_RECS["MODELS"]["products"].items() if key != "learn_from"}},
+    # The bundled Product as the demo registers it, but learning from nothing (no fit).
+    "MODELS": {"products": "visual_recs.contrib.catalog.CatalogProducts"},
 }
 LOGGING = {
     "version": 1,

@@ -146,18 +146,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 VISUAL_RECS = {
-    "MODELS": {
-        "products": {
-            "model": "visual_recs_catalog.Product",
-            "image_field": "image",
-            "partition_field": "gender",
-            "filter": {"is_active": True},
-            # What the catalog files each product under: visual_recs_fit learns the space in which
-            # products of one type (and, a little, one colour) are near (README, "Learning from
-            # your catalog"; bench/relevance.py measured these weights).
-            "learn_from": {"product_type": 1.0, "colour": 0.1},
-        },
-    },
+    # The bundled Product, by gender, learning from its type and colour (demo_shop/shop/visual.py).
+    "MODELS": {"products": "demo_shop.shop.visual.DemoProducts"},
     # The network's features of the photo and of its mirror image, and the colour of the
     # product's own pixels: what the fit learns from (bench/relevance.py).
     # The fast extractor in FP32: TensorFlow's vectors exactly, which bench/relevance.py's

@@ -29,14 +29,5 @@ CELERY_TASK_ALWAYS_EAGER = True
 
 VISUAL_RECS = {
     "EXTRACTOR": {"BACKEND": "tests.fakes.ColourGridExtractor", "OPTIONS": {}},
-    "MODELS": {
-        "products": {
-            "model": "visual_recs_catalog.Product",
-            "image_field": "image",
-            "partition_field": "gender",
-            "filter": {"is_active": True},
-        }
-    }
-    if WITH_CATALOG
-    else {},
+    "MODELS": {"products": "visual_recs.contrib.catalog.CatalogProducts"} if WITH_CATALOG else {},
 }

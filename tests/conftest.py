@@ -98,6 +98,15 @@ def ids_of(catalog_rows, *, gender: str, product_type: str | None = None, count:
     return sorted(found, key=int)[:count]
 
 
+def declare(settings, key: str, **options) -> None:
+    """Register under ``key`` a subclass of its registered ``ModelPhotos`` class with ``options`` set on it."""
+    from visual_recs import registry
+
+    declared = registry.declaration_class(key, settings.VISUAL_RECS["MODELS"][key])
+    subclass = type(declared.__name__, (declared,), options)
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {**settings.VISUAL_RECS["MODELS"], key: subclass}}
+
+
 FAKE_EXTRACTOR = {"BACKEND": "tests.fakes.ColourGridExtractor", "OPTIONS": {}}
 FAKE_DIMS = 48  # ColourGridExtractor's 4 x 4 cells x 3 colours
 

@@ -83,18 +83,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 VISUAL_RECS = {
     "MODELS": {
-        "products": {
-            "model": "visual_recs_catalog.Product",
-            "image_field": "image",
-            "partition_field": "gender",
-            "filter": {"is_active": True},
-        },
-        "garments": {
-            "model": "testapp.Garment",
-            "image_field": "photo",
-            "partition_field": "audience",
-            "filter": {"state": "live"},
-        },
+        "products": "visual_recs.contrib.catalog.CatalogProducts",
+        "garments": "tests.testapp.visual.GarmentPhotos",
     },
     "NEIGHBOURS": 20,
 }

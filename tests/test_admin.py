@@ -11,7 +11,7 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.conftest import ids_of
+from tests.conftest import declare, ids_of
 from tests.testapp.models import Garment
 from visual_recs import admin as visual_recs_admin
 from visual_recs import indexing, queue
@@ -184,9 +184,7 @@ def test_after_a_fit_the_preview_shows_each_learned_part_of_a_distance(settings,
     from visual_recs import registry
 
     use_fake_extractor(settings)
-    models = {**settings.VISUAL_RECS["MODELS"]}
-    models["products"] = {**models["products"], "learn_from": {"product_type": 1.0, "colour": 0.5}}
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": models}
+    declare(settings, "products", learn_from={"product_type": 1.0, "colour": 0.5})
     ids = [
         pid
         for product_type in ("Sports Shoes", "Casual Shoes", "Formal Shoes")

@@ -21,7 +21,7 @@ from drf_spectacular.validation import validate_schema
 from PIL import Image
 from rest_framework import serializers
 
-from tests.conftest import ids_of, photo_bytes
+from tests.conftest import declare, ids_of, photo_bytes
 from visual_recs import indexing, queue, registry
 from visual_recs.contrib.catalog.models import Product
 
@@ -151,11 +151,7 @@ def test_a_shops_model_with_uuid_keys_and_its_own_serializer(client, fake_extrac
     assert [result["url"] for result in body["results"]] == [f"http://testserver/garments/{second.uuid}/"]
     assert body["results"][0]["title"] == second.name  # no title field: str(obj)
 
-    models = settings.VISUAL_RECS["MODELS"]
-    settings.VISUAL_RECS = {
-        **settings.VISUAL_RECS,
-        "MODELS": {**models, "garments": {**models["garments"], "serializer": "tests.test_api.GarmentCardSerializer"}},
-    }
+    declare(settings, "garments", serializer="tests.test_api.GarmentCardSerializer")
     body = similar(client, first, key="garments").json()
     assert body["product"] == {"id": str(first.uuid), "name": first.name, "audience": "kids"}
     assert set(body["results"][0]) == {"id", "name", "audience", "distance"}

@@ -14,7 +14,7 @@ import pytest
 from django.core import checks
 from django.core.management import CommandError, call_command
 
-from tests.conftest import ids_of, photo_bytes, use_fake_extractor
+from tests.conftest import declare, ids_of, photo_bytes, use_fake_extractor
 from tests.lists import stored_lists, true_lists
 from visual_recs import indexing, learning, registry
 from visual_recs.backends import get_extractor, get_index
@@ -31,9 +31,8 @@ PRODUCT_TYPES = {
 
 
 def learn_from(settings, *fields: str, key: str = "products") -> None:
-    models = {**settings.VISUAL_RECS["MODELS"]}
-    models[key] = {**models[key], "learn_from": list(fields)}
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": models, "NEIGHBOURS": 5}
+    declare(settings, key, learn_from=list(fields))
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "NEIGHBOURS": 5}
 
 
 def catalog_of(catalog_rows, per_type: int = 6) -> list[str]:
@@ -261,13 +260,11 @@ def test_the_colour_part_is_stored_with_the_network_s_and_weighed_by_the_search(
 
 def test_learn_from_weights_give_each_field_its_share(settings, catalog_rows, make_catalog):
     use_fake_extractor(settings)
-    models = {**settings.VISUAL_RECS["MODELS"]}
-    models["products"] = {**models["products"], "learn_from": {"product_type": 1.0, "colour": 0.25}}
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": models}
+    declare(settings, "products", learn_from={"product_type": 1.0, "colour": 0.25})
     make_catalog(catalog_of(catalog_rows, per_type=3))
     summary = indexing.fit(registry.get("products"))
     projection = learning.Projection.from_bytes(bytes(Fit.objects.get(pk=summary.fit.pk).data))
     assert projection.weights == {"product_type": 1.0, "colour": 0.25}
     assert [e.id for e in checks.run_checks() if e.id == "visual_recs.E010"] == []
-    models["products"]["learn_from"] = {"product_type": -1}
+    declare(settings, "products", learn_from={"product_type": -1})
     assert [e.id for e in checks.run_checks() if e.id == "visual_recs.E010"] == ["visual_recs.E010"]

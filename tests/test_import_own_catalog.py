@@ -34,14 +34,8 @@ MAPPING = [
 def articles_indexed(settings):
     settings.VISUAL_RECS = {
         **settings.VISUAL_RECS,
-        "MODELS": {
-            **settings.VISUAL_RECS["MODELS"],
-            "articles": {
-                "model": "testapp.Article", "image_field": "picture", "partition_field": "audience",
-                "filter": {"published": True},
-            },
-        },
-    }  # fmt: skip
+        "MODELS": {**settings.VISUAL_RECS["MODELS"], "articles": "tests.testapp.visual.ArticlePhotos"},
+    }
 
 
 @pytest.fixture

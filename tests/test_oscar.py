@@ -21,12 +21,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from oscar.core.loading import get_model  # noqa: E402
 
-import visual_recs.contrib.oscar  # noqa: E402
-from tests.conftest import ids_of, photo_bytes, use_fake_extractor  # noqa: E402
+from tests.conftest import CATALOG_DIR, ids_of, photo_bytes, use_fake_extractor  # noqa: E402
 from tests.oscar_shop import catalogue  # noqa: E402
 from tests.oscar_shop.dashboard import form_fields  # noqa: E402
 from tests.oscar_shop.installed import SHOP_MODELS, SHOP_SETTINGS  # noqa: E402
 from visual_recs import indexing, registry  # noqa: E402
+from visual_recs.checks import check_models  # noqa: E402
+from visual_recs.contrib.oscar import OscarProducts  # noqa: E402
 from visual_recs.contrib.oscar.hooks import primary_photo  # noqa: E402
 from visual_recs.contrib.oscar.models import WrittenRecommendation  # noqa: E402
 from visual_recs.models import FeatureVector  # noqa: E402
@@ -271,8 +272,24 @@ def test_a_product_without_the_partition_attribute_is_in_the_empty_partition(sta
     assert 'data-partition=""><td>(none)</td><td>2</td>' in overview
 
 
+class ByClass(OscarProducts):
+    partition_field = "product_class"
+
+
+class ByAttributeNamedAsAField(OscarProducts):
+    partition_field = "gender"
+
+
+def initial(product) -> str:
+    return product.title[:1]
+
+
+class LearningFromAttributes(OscarProducts):
+    learn_from = {"attribute:gender": 1.0, initial: 0.5}  # a product attribute, and a function
+
+
 def test_a_class_partition_puts_a_child_in_its_parents_class(shop, settings, women):
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"products": visual_recs.contrib.oscar.products(partition="product_class")}}
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"products": ByClass}}
     parent = catalogue.add_product("Dress", "Women", None)
     parent.structure = Product.PARENT
     parent.save()
@@ -330,10 +347,38 @@ def test_staff_recommendations_are_kept(staff, committed, women):
 
 
 def test_a_partition_the_app_does_not_understand_is_a_check_error(shop, settings):
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"products": visual_recs.contrib.oscar.products(partition="gender")}}
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"products": ByAttributeNamedAsAField}}
     errors = [error for error in checks.run_checks() if error.id.startswith("visual_recs")]
-    assert [error.id for error in errors] == ["visual_recs_oscar.E001"]
+    assert [error.id for error in errors] == ["visual_recs.E003"]
+    assert "'attribute:gender'" in errors[0].msg  # the spelling it meant
     assert registry.get("products").partition_of(Product(title="x")) == ""  # and no product page breaks over it
+
+    class Misspelt(OscarProducts):
+        partition_field = "attribute:gen-der"
+        learn_from = ["attribute:", "product_class"]
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"products": Misspelt}}
+    errors = [error for error in checks.run_checks() if error.id.startswith("visual_recs")]
+    assert sorted(error.id for error in errors) == ["visual_recs.E003", "visual_recs.E010"]
+    assert all("'attribute:<code>'" in error.msg for error in errors)
+
+
+def test_a_fit_learns_from_product_attributes_and_classes(shop, settings, women, men, committed):
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"products": LearningFromAttributes}}
+    with committed():
+        made = [catalogue.add_product(f"W{n}", "Women", CATALOG_DIR / "images" / f"{pid}.jpg") for n, pid in enumerate(women[:3])]
+        made += [catalogue.add_product(f"M{n}", "Men", CATALOG_DIR / "images" / f"{pid}.jpg") for n, pid in enumerate(men[:3])]
+        made.append(catalogue.add_product("Unlabelled", None, CATALOG_DIR / "images" / f"{women[3]}.jpg"))
+    indexed_model = registry.get("products")
+    assert indexed_model.learn_from == ("attribute:gender", "initial")
+    assert indexed_model.labels_of(made[0]) == {"attribute:gender": "Women", "initial": "W"}
+    assert indexed_model.labels_of(made[-1]) == {"attribute:gender": "", "initial": "U"}
+    assert check_models() == []
+
+    summary = indexing.fit(indexed_model)
+    assert summary.labelled == {"attribute:gender": 6, "initial": 7}
+    assert summary.classes == {"attribute:gender": 2, "initial": 3}
+    assert summary.fit.fields == ["attribute:gender", "initial"]
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 ``tests.testapp`` has ``Listing`` (variants through ``parent``, ``visible()``) and
 ``ListingImage`` (the first by ``display_order`` is the photo); ``tests.testapp.visual`` has
-the shop's hooks. Images are saved after their listing, as a formset saves them.
+the shop's declaration, ``ListingPhotos``, whose methods are the hooks. Images are saved after their listing, as a formset saves them.
 """
 
 from __future__ import annotations
@@ -18,21 +18,15 @@ from tests.conftest import ids_of, photo_bytes, use_fake_extractor
 from tests.test_celery import CLOSED_PORT_URL, broker
 from tests.testapp import visual
 from tests.testapp.models import Listing, ListingImage
+from tests.testapp.visual import ListingPhotos
 from visual_recs import indexing, queue, registry, tasks
 from visual_recs.checks import check_models
 from visual_recs.models import FeatureVector
+from visual_recs.registration import ModelPhotos
 
 pytestmark = pytest.mark.django_db
 
-LISTINGS = {
-    "model": "testapp.Listing",
-    "photo": "tests.testapp.visual.primary_photo",
-    "with_photo": "tests.testapp.visual.with_photo",
-    "shown": "tests.testapp.visual.shown",
-    "partition_field": "department",
-    "photo_models": [{"model": "testapp.ListingImage", "owner": "listing"}],
-    "dependants": "tests.testapp.visual.variants",
-}
+LISTINGS = "tests.testapp.visual.ListingPhotos"
 
 
 @pytest.fixture
@@ -158,7 +152,7 @@ def test_a_variant_without_images_follows_its_parents_photo(listings, committed,
     assert vector_of(own).image_sha256 == sha_of(photo_ids[1])  # its own image still wins
 
 
-def test_the_shown_hook_and_the_filter_decide_what_is_recommended(settings, listings, committed, photo_ids):
+def test_the_shown_hook_decides_what_is_recommended(settings, listings, committed, photo_ids):
     with committed():
         source = new_listing("Shirt")
         shown = new_listing("Blouse")
@@ -170,10 +164,11 @@ def test_the_shown_hook_and_the_filter_decide_what_is_recommended(settings, list
     assert {item.object for item in indexing.similar_to(source)} == {shown, filtered}
     assert vector_of(hidden).listed is False
 
-    settings.VISUAL_RECS = {
-        **settings.VISUAL_RECS,
-        "MODELS": {"listings": {**LISTINGS, "filter": {"title__in": ["Shirt", "Blouse", "Top"]}}},
-    }
+    class SomeTitlesShown(ListingPhotos):
+        def shown(self, queryset):
+            return super().shown(queryset).filter(title__in=["Shirt", "Blouse", "Top"])
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"listings": SomeTitlesShown}}
     assert list(registry.get("listings").shown().order_by("pk")) == [source, shown]
     assert [item.object for item in indexing.similar_to(source)] == [shown]
 
@@ -224,10 +219,10 @@ def test_fixture_loads_and_paused_imports_queue_nothing(listings, committed, pho
 def test_without_a_with_photo_hook_every_object_is_looked_at_and_counted_without_a_photo(
     settings, listings, committed, photo_ids
 ):
-    settings.VISUAL_RECS = {
-        **settings.VISUAL_RECS,
-        "MODELS": {"listings": {key: value for key, value in LISTINGS.items() if key != "with_photo"}},
-    }
+    class WithoutWithPhoto(ListingPhotos):
+        with_photo = ModelPhotos.with_photo  # the default again
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"listings": WithoutWithPhoto}}
     with queue.paused():
         bare = new_listing("Shirt")
         pictured = new_listing("Blouse")
@@ -241,11 +236,20 @@ def test_without_a_with_photo_hook_every_object_is_looked_at_and_counted_without
     assert indexing.recommendations(bare).status == indexing.NO_IMAGE
 
 
-def test_hooks_may_be_callables_in_the_settings(settings, committed, photo_ids):
-    use_fake_extractor(
-        settings,
-        MODELS={"listings": {**LISTINGS, "photo": visual.primary_photo, "shown": lambda queryset: queryset.visible()}},
-    )
+class Listings(ModelPhotos):
+    """Listing declared here, and registered as a class rather than by its dotted path."""
+
+    model = "testapp.Listing"
+    partition_field = "department"
+    photo_models = [{"model": "testapp.ListingImage", "owner": "listing"}]
+    photo = staticmethod(visual.primary_photo)  # a function of the shop's, as it is
+
+    def shown(self, queryset):
+        return queryset.visible()
+
+
+def test_a_class_itself_may_be_registered(settings, committed, photo_ids):
+    use_fake_extractor(settings, MODELS={"listings": Listings})
     with committed():
         listing = new_listing("Shirt")
         add_image(listing, photo_ids[0])
@@ -263,25 +267,27 @@ def test_the_registered_hooks_pass_the_checks(settings):
 @pytest.mark.parametrize(
     "changes, expected",
     [
-        ({"photo": "tests.testapp.visual.no_such_function"}, "visual_recs.E011"),
-        ({"shown": "tests.testapp.no_such_module.shown"}, "visual_recs.E011"),
-        ({"with_photo": "tests.testapp.visual.nowhere"}, "visual_recs.E011"),
-        ({"dependants": "tests.testapp.visual.no_variants"}, "visual_recs.E011"),
+        ({"photo": "tests.testapp.visual.primary_photo"}, "visual_recs.E011"),  # 0.x's dotted path, not a method
         ({"dependants": 42}, "visual_recs.E011"),
-        ({"shown": lambda queryset: queryset.published()}, "visual_recs.E011"),
-        ({"with_photo": lambda queryset: list(queryset)}, "visual_recs.E011"),
+        ({"shown": lambda self, queryset: queryset.published()}, "visual_recs.E004"),
+        ({"shown": lambda self, queryset: list(queryset)}, "visual_recs.E004"),
+        ({"with_photo": lambda self, queryset: list(queryset)}, "visual_recs.E011"),
         ({"photo_models": [{"model": "testapp.Missing", "owner": "listing"}]}, "visual_recs.E012"),
         ({"photo_models": [{"model": "testapp.ListingImage", "owner": "display_order"}]}, "visual_recs.E012"),
         ({"photo_models": [{"model": "testapp.ListingImage", "owner": "owner"}]}, "visual_recs.E012"),
         ({"photo_models": [{"model": "testapp.Garment", "owner": "photo"}]}, "visual_recs.E012"),
         ({"photo_models": "testapp.ListingImage"}, "visual_recs.E012"),
-        ({"image_field": "title"}, "visual_recs.E013"),
+        ({"photo_field": "title"}, "visual_recs.E013"),
         ({"partition_field": None, "partition": "tests.testapp.visual.nowhere"}, "visual_recs.E011"),
-        ({"partition": lambda listing: listing.department}, "visual_recs.E014"),
+        ({"partition": lambda self, listing: listing.department}, "visual_recs.E014"),
+        ({"partition_field": "departement"}, "visual_recs.E003"),
+        ({"prefetch": "images"}, "visual_recs.E017"),
+        ({"serializer": "tests.nowhere.Serializer"}, "visual_recs.E017"),
     ],
 )
 def test_hook_mistakes_are_reported(settings, changes, expected):
-    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"listings": {**LISTINGS, **changes}}}
+    broken = type("Broken", (ListingPhotos,), changes)
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"listings": broken}}
     [error] = check_models()
     assert error.id == expected
     assert error.hint
@@ -315,11 +321,13 @@ def test_listings_are_indexed_by_resnet50_from_their_images(settings, resnet_wei
 
 
 def test_a_partition_hook_partitions_and_selects(listings, settings, committed, photo_ids):
-    by_title = {key: value for key, value in LISTINGS.items() if key != "partition_field"}
-    settings.VISUAL_RECS = {
-        **settings.VISUAL_RECS,
-        "MODELS": {"listings": {**by_title, "partition": lambda listing: (listing.title.split() or [None])[0]}},
-    }
+    class ByTitle(ListingPhotos):
+        partition_field = None
+
+        def partition(self, listing):
+            return (listing.title.split() or [None])[0]
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"listings": ByTitle}}
     with committed():
         shirts = [new_listing("Shirt one"), new_listing("Shirt two")]
         blouse = new_listing("Blouse")

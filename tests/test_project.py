@@ -8,6 +8,9 @@ import pytest
 from django.core.management import call_command
 
 from visual_recs.checks import check_backends, check_models
+from visual_recs.contrib.catalog import CatalogProducts
+from visual_recs.contrib.catalog.models import Product
+from visual_recs.registration import ModelPhotos
 
 
 @pytest.mark.django_db
@@ -25,19 +28,60 @@ def test_the_configured_settings_pass_the_checks(resnet_weights):
     assert check_models() == [] and check_backends() == []
 
 
+def declaration(**options) -> type[ModelPhotos]:
+    """A subclass of the bundled Product's declaration with ``options`` set on it."""
+    return type("Products", (CatalogProducts,), options)
+
+
 @pytest.mark.parametrize(
-    "entry, expected",
+    "options, expected",
     [
         ({"model": "shop.Missing"}, ["visual_recs.E001"]),
-        ({"model": "visual_recs_catalog.Product", "image_field": "photo"}, ["visual_recs.E002"]),
-        ({"model": "visual_recs_catalog.Product", "image_field": "title"}, ["visual_recs.E002"]),
-        ({"model": "visual_recs_catalog.Product", "partition_field": "sex"}, ["visual_recs.E003"]),
-        ({"model": "visual_recs_catalog.Product", "filter": {"in_stock": True}}, ["visual_recs.E004"]),
+        ({"model": None}, ["visual_recs.E001"]),
+        ({"photo_field": "photo"}, ["visual_recs.E002"]),
+        ({"photo_field": "title"}, ["visual_recs.E002"]),
+        ({"partition_field": "sex"}, ["visual_recs.E003"]),
+        ({"shown": lambda self, queryset: queryset.filter(in_stock=True)}, ["visual_recs.E004"]),
+        ({"learn_from": ["product_type", "season"]}, ["visual_recs.E010"]),
+        ({"learn_from": [lambda product: product.colour]}, ["visual_recs.E010"]),  # no name to store it under
+        ({"learn_from": "product_type"}, ["visual_recs.E010"]),
     ],
 )
-def test_model_mistakes_are_reported(settings, entry, expected):
-    settings.VISUAL_RECS = {"MODELS": {"products": entry}}
+def test_model_mistakes_are_reported(settings, options, expected):
+    settings.VISUAL_RECS = {"MODELS": {"products": declaration(**options)}}
     assert ids(check_models()) == expected
+
+
+@pytest.mark.parametrize(
+    "name, meant",
+    [("partiton_field", "Did you mean 'partition_field'?"), ("filter", "def shown(self, queryset)"), ("image_field", "'photo_field'")],
+)
+def test_a_name_that_is_no_option_is_an_error_that_names_it(settings, name, meant):
+    settings.VISUAL_RECS = {"MODELS": {"products": declaration(**{name: "gender"})}}
+    (error,) = check_models()
+    assert error.id == "visual_recs.E016" and repr(name) in error.msg and meant in error.hint
+    # A helper of the shop's own, or a name a subclass declares as an option, is not one.
+    settings.VISUAL_RECS = {"MODELS": {"products": declaration(_helper=1, season="x", more_options=("season",))}}
+    assert check_models() == []
+
+
+def test_the_old_dict_form_is_refused_with_the_class_to_write(settings):
+    old = {"model": "visual_recs_catalog.Product", "image_field": "image", "partition_field": "gender",
+           "filter": {"is_active": True}, "learn_from": {"product_type": 1.0}, "photo": "shop.visual.primary_photo"}  # fmt: skip
+    settings.VISUAL_RECS = {"MODELS": {"products": old}}
+    (error,) = check_models()
+    assert error.id == "visual_recs.E015"
+    assert "'shop.visual.ProductsPhotos'" in error.hint
+    namespace = {}
+    exec(error.hint[error.hint.index("from visual_recs") :].replace("shop.visual.primary_photo", "str"), namespace)
+    written = namespace["ProductsPhotos"]
+    assert (written.model, written.photo_field, written.partition_field) == ("visual_recs_catalog.Product", "image", "gender")
+    assert written.learn_from == {"product_type": 1.0}
+    assert str(written().shown(Product.objects.all()).query) == str(Product.objects.filter(is_active=True).query)
+    # Anything else that is not a ModelPhotos subclass, or does not import, is the same error.
+    for entry in ("visual_recs_catalog.Product", "shop.visual.Nowhere", CatalogProducts()):
+        settings.VISUAL_RECS = {"MODELS": {"products": entry}}
+        assert ids(check_models()) == ["visual_recs.E015"]
 
 
 def test_no_registered_model_is_a_warning_and_the_default(settings):
@@ -47,7 +91,7 @@ def test_no_registered_model_is_a_warning_and_the_default(settings):
 
 
 def test_the_bundled_products_old_label_says_where_it_went(settings):
-    settings.VISUAL_RECS = {"MODELS": {"products": {"model": "visual_recs.Product"}}}
+    settings.VISUAL_RECS = {"MODELS": {"products": declaration(model="visual_recs.Product")}}
     (error,) = check_models()
     assert error.id == "visual_recs.E001" and "visual_recs.contrib.catalog" in error.hint
     assert "'visual_recs_catalog.Product'" in error.hint

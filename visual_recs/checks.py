@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+
 from django.apps import apps
 from django.core import checks
-from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.utils.module_loading import import_string
 
-from . import queue, registry
+from . import queue, registration, registry
 from .conf import app_settings
 from .exceptions import WeightsError
 
@@ -19,69 +21,112 @@ def _error(msg: str, id: str, hint: str | None = None) -> checks.Error:
 
 @checks.register()
 def check_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    errors = []
     registered = app_settings.MODELS
     if not isinstance(registered, dict):
-        return [_error("VISUAL_RECS['MODELS'] must be a dict of key -> options.", "visual_recs.E001")]
+        return [_error("VISUAL_RECS['MODELS'] must be a dict of key -> ModelPhotos subclass.", "visual_recs.E001")]
     if not registered:
         # Not an error: a shop may install the app before it registers its catalog.
         return [
             checks.Warning(
                 "VISUAL_RECS['MODELS'] registers no model: nothing is indexed and no page shows similar items.",
-                hint="Add {'products': {'model': 'shop.Product', 'image_field': 'photo', ...}} (README, Quickstart), "
-                "or install visual_recs.contrib.catalog and register 'visual_recs_catalog.Product'.",
+                hint="Add {'products': 'shop.visual.ProductPhotos'}, a subclass of "
+                "visual_recs.registration.ModelPhotos (docs/configuration.md), or install visual_recs.contrib.catalog "
+                "and register 'visual_recs.contrib.catalog.CatalogProducts'.",
                 obj="settings.VISUAL_RECS",
                 id="visual_recs.W002",
             )
         ]
-    for key, options in registered.items():
-        where = f"VISUAL_RECS['MODELS'][{key!r}]"
-        try:
-            model = apps.get_model(options["model"])
-        except (KeyError, LookupError, ValueError, TypeError):
-            errors.append(
-                _error(
-                    f"{where}['model'] = {options.get('model')!r} is not an installed model.",
-                    "visual_recs.E001",
-                    hint=_model_hint(options.get("model")),
-                )
-            )
-            continue
-        if options.get("photo") is None:
-            errors.extend(_check_image_field(where, model, options.get("image_field", "image")))
-        elif "image_field" in options:
-            errors.append(
-                _error(
-                    f"{where} sets both 'image_field' and 'photo'; only one can say where the photo is.",
-                    "visual_recs.E013",
-                    hint="Keep 'image_field' for a file field of the model itself, or 'photo' for a callable.",
-                )
-            )
-        errors.extend(_check_hooks(where, model, options))
-        errors.extend(_check_photo_models(where, model, options.get("photo_models")))
-        partition_field = options.get("partition_field")
-        if partition_field and options.get("partition") is not None:
-            errors.append(
-                _error(
-                    f"{where} sets both 'partition_field' and 'partition'; only one can say what an object's partition is.",
-                    "visual_recs.E014",
-                    hint="Keep 'partition_field' for a field of the model itself, or 'partition' for a callable.",
-                )
-            )
-        elif partition_field:
-            try:
-                model._meta.get_field(partition_field)
-            except FieldDoesNotExist:
-                errors.append(
-                    _error(f"{where}: {model._meta.label} has no field {partition_field!r}.", "visual_recs.E003")
-                )
-        errors.extend(_check_learn_from(where, model, options.get("learn_from")))
-        try:
-            # Builds the query without running it: an unknown field or lookup raises here.
-            str(model._default_manager.filter(**(options.get("filter") or {})).query)
-        except (FieldError, TypeError, ValueError) as exc:
-            errors.append(_error(f"{where}['filter'] is not a valid filter: {exc}", "visual_recs.E004"))
+    errors = []
+    for key, value in registered.items():
+        errors.extend(_check_declaration(key, value))
     return errors
+
+
+def _check_declaration(key: str, value) -> list[checks.CheckMessage]:
+    where = f"VISUAL_RECS['MODELS'][{key!r}]"
+    if isinstance(value, dict):
+        return [
+            _error(
+                f"{where} is a dict of options, the form of visual_recs 0.x: a model is now declared by a class.",
+                "visual_recs.E015",
+                hint="Write this class in a module of yours (e.g. shop/visual.py) and register its dotted path, "
+                f"VISUAL_RECS['MODELS'][{key!r}] = 'shop.visual.{_class_name(key)}':\n\n"
+                + _class_for_options(key, value),
+            )
+        ]
+    try:
+        cls = registry.declaration_class(key, value)
+    except (ImportError, TypeError) as exc:
+        return [
+            _error(
+                f"{where} is not a ModelPhotos subclass: {exc}",
+                "visual_recs.E015",
+                hint="Give the dotted path of a subclass of visual_recs.registration.ModelPhotos, or the class itself.",
+            )
+        ]
+    where = f"{where} ({cls.__module__}.{cls.__qualname__})"
+    errors = [_unknown_name_error(where, cls, name) for name in registration.unknown_names(cls)]
+    try:
+        model = registry.resolve_model(cls.model)
+    except (LookupError, ValueError):
+        errors.append(_error(f"{where}.model = {cls.model!r} is not an installed model.", "visual_recs.E001", _model_hint(cls.model)))
+        return errors
+    declaration = cls()
+    errors.extend(_check_photo(where, model, cls))
+    errors.extend(_check_hooks(where, model, declaration))
+    errors.extend(_check_photo_models(where, model, cls.photo_models))
+    errors.extend(_check_partition(where, model, declaration))
+    errors.extend(_check_learn_from(where, model, declaration))
+    errors.extend(_check_values(where, cls))
+    return errors
+
+
+def _unknown_name_error(where: str, cls, name: str) -> checks.CheckMessage:
+    known = sorted(registration.option_names(cls))
+    if name in RENAMED:
+        hint = f"In a ModelPhotos class, {name!r} is {RENAMED[name]}."
+    else:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = (f"Did you mean {close[0]!r}? " if close else "") + "The options are: " + ", ".join(known) + (
+            ". Name a helper of your own with a leading underscore, or list it in more_options."
+        )
+    return _error(f"{where} defines {name!r}, which is not an option of ModelPhotos.", "visual_recs.E016", hint)
+
+
+#: What the 0.x settings keys became, for a class that still uses them.
+RENAMED = {
+    "image_field": "'photo_field'",
+    "filter": "a method: def shown(self, queryset): return queryset.filter(...)",
+    "filters": "a method: def shown(self, queryset): return queryset.filter(...)",
+}
+
+
+def _class_name(key: str) -> str:
+    return "".join(part.capitalize() for part in key.replace("-", "_").split("_") if part) + "Photos"
+
+
+def _class_for_options(key: str, options: dict) -> str:
+    """The source of the ``ModelPhotos`` subclass that declares what the 0.x dict ``options`` said."""
+    lines = ["from visual_recs.registration import ModelPhotos", "", "", f"class {_class_name(key)}(ModelPhotos):"]
+    attributes = {"model": "model", "image_field": "photo_field", "partition_field": "partition_field",
+                  "learn_from": "learn_from", "prefetch": "prefetch", "photo_models": "photo_models",
+                  "serializer": "serializer"}  # fmt: skip
+    for old, new in attributes.items():
+        if options.get(old) is not None:
+            lines.append(f"    {new} = {options[old]!r}")
+    if options.get("filter"):
+        arguments = ", ".join(f"{name}={value!r}" for name, value in options["filter"].items())
+        lines += ["", "    def shown(self, queryset):", f"        return queryset.filter({arguments})"]
+    signatures = {"photo": "obj", "with_photo": "queryset", "shown": "queryset", "partition": "obj", "dependants": "obj"}
+    for name, argument in signatures.items():
+        hook = options.get(name)
+        if hook is not None:
+            body = f"{hook}({argument})" if isinstance(hook, str) else f"...  # what {hook!r} returned"
+            lines += ["", f"    def {name}(self, {argument}):", f"        return {body}"]
+    unknown = sorted(set(options) - set(attributes) - set(signatures) - {"filter"})
+    if unknown:
+        lines += ["", f"    # not options any more: {', '.join(unknown)}"]
+    return "\n".join(lines)
 
 
 def _model_hint(label) -> str:
@@ -91,40 +136,61 @@ def _model_hint(label) -> str:
             "The bundled Product moved to the opt-in app visual_recs.contrib.catalog: add it to INSTALLED_APPS "
             "and write 'visual_recs_catalog.Product'."
         )
-    return "Use 'app_label.ModelName', e.g. 'shop.Product'."
+    return "Set model = 'app_label.ModelName' (e.g. 'shop.Product') or the model class."
 
 
-def _check_image_field(where: str, model, image_field: str) -> list[checks.CheckMessage]:
+def _check_photo(where: str, model, cls) -> list[checks.CheckMessage]:
+    """The photo comes from ``photo_field`` (a file field of the model) or from ``photo()``, not both."""
+    if registration.overrides(cls, "photo"):
+        if registration.declared(cls, "photo_field"):
+            return [
+                _error(
+                    f"{where} sets both photo_field and photo(); only one can say where the photo is.",
+                    "visual_recs.E013",
+                    hint="Keep photo_field for a file field of the model itself, or photo() for photos kept elsewhere.",
+                )
+            ]
+        return []
     try:
-        field = model._meta.get_field(image_field)
-    except FieldDoesNotExist:
-        return [_error(f"{where}: {model._meta.label} has no field {image_field!r}.", "visual_recs.E002")]
+        field = model._meta.get_field(cls.photo_field)
+    except (FieldDoesNotExist, TypeError):
+        return [_error(f"{where}: {model._meta.label} has no field {cls.photo_field!r}.", "visual_recs.E002")]
     if not isinstance(field, models.FileField):
-        return [_error(f"{where}: {model._meta.label}.{image_field} is not a FileField/ImageField.", "visual_recs.E002")]
+        return [_error(f"{where}: {model._meta.label}.{cls.photo_field} is not a FileField/ImageField.", "visual_recs.E002")]
     return []
 
 
-def _check_hooks(where: str, model, options) -> list[checks.CheckMessage]:
-    """Each hook must import and be callable; ``shown`` and ``with_photo`` must make a queryset of the model.
+HOOKS = ("photo", "with_photo", "shown", "partition", "dependants", "value_of", "name_problem")
 
-    Those two are called on the model's queryset and their query compiled, never run.
+
+def _check_hooks(where: str, model, declaration) -> list[checks.CheckMessage]:
+    """Each method must still be callable; the shop's ``shown()`` and ``with_photo()`` must make a queryset of the model.
+
+    Those two are called on the model's queryset and their query compiled, never run (the
+    defaults need no check: ``with_photo()``'s field is ``photo_field``, checked as E002).
     """
     errors = []
-    for name in registry.HOOKS:
-        try:
-            hook = registry.hook(options, name)
-        except ImportError as exc:
-            errors.append(_hook_error(where, name, f"cannot be imported: {exc}"))
-            continue
-        if hook is None:
-            continue
+    for name in HOOKS:
+        hook = getattr(declaration, name)
         if not callable(hook):
-            errors.append(_hook_error(where, name, f"is not callable: {hook!r}"))
-            continue
-        if name in ("shown", "with_photo"):
+            errors.append(
+                _error(
+                    f"{where}.{name} is not a method: {hook!r}",
+                    "visual_recs.E011",
+                    hint=f"Define it as a method, def {name}(self, ...), as ModelPhotos does.",
+                )
+            )
+        elif name in ("shown", "with_photo") and registration.overrides(declaration, name):
             problem = _queryset_problem(hook, model)
             if problem:
-                errors.append(_hook_error(where, name, problem))
+                errors.append(
+                    _error(
+                        f"{where}.{name}() {problem}",
+                        "visual_recs.E004" if name == "shown" else "visual_recs.E011",
+                        hint=f"def {name}(self, queryset) gets the model's queryset and returns a queryset of it, "
+                        "e.g. queryset.filter(...); it is compiled here, not run.",
+                    )
+                )
     return errors
 
 
@@ -140,35 +206,23 @@ def _queryset_problem(hook, model) -> str:
     return ""
 
 
-def _hook_error(where: str, name: str, problem: str) -> checks.CheckMessage:
-    return _error(
-        f"{where}[{name!r}] {problem}",
-        "visual_recs.E011",
-        hint=f"Set {name!r} to the dotted path of a function (e.g. 'shop.visual.{name}') or to the function itself.",
-    )
-
-
 def _check_photo_models(where: str, model, entries) -> list[checks.CheckMessage]:
     """Each ``photo_models`` entry names an installed model whose ``owner`` is a foreign key to ``model``."""
-    if entries is None:
-        return []
-    hint = "Write [{'model': 'app_label.ModelName', 'owner': '<its ForeignKey to " + model._meta.label + ">'}]."
+    hint = "Write photo_models = [{'model': 'app_label.ModelName', 'owner': '<its ForeignKey to " + model._meta.label + ">'}]."
     if isinstance(entries, (str, dict)) or not all(isinstance(entry, dict) for entry in entries):
-        return [_error(f"{where}['photo_models'] must be a list of dicts, not {entries!r}.", "visual_recs.E012", hint)]
+        return [_error(f"{where}.photo_models must be a list of dicts, not {entries!r}.", "visual_recs.E012", hint)]
     errors = []
     for entry in entries:
         try:
             photo_model = apps.get_model(entry.get("model"))
         except (LookupError, ValueError, TypeError, AttributeError):
-            errors.append(
-                _error(f"{where}['photo_models']: {entry.get('model')!r} is not an installed model.", "visual_recs.E012", hint)
-            )
+            errors.append(_error(f"{where}.photo_models: {entry.get('model')!r} is not an installed model.", "visual_recs.E012", hint))
             continue
         owner = entry.get("owner")
         if not _is_foreign_key_to(photo_model, owner, model):
             errors.append(
                 _error(
-                    f"{where}['photo_models']: {photo_model._meta.label}.{owner} is not a ForeignKey to {model._meta.label}.",
+                    f"{where}.photo_models: {photo_model._meta.label}.{owner} is not a ForeignKey to {model._meta.label}.",
                     "visual_recs.E012",
                     hint,
                 )
@@ -188,33 +242,79 @@ def _is_foreign_key_to(photo_model, name, model) -> bool:
     )
 
 
-def _check_learn_from(where: str, model, learn_from) -> list[checks.CheckMessage]:
-    """Each ``learn_from`` name must be a field or an attribute of the model."""
-    if learn_from is None:
+def _check_partition(where: str, model, declaration) -> list[checks.CheckMessage]:
+    """The partition comes from ``partition_field`` (a name ``value_of`` reads) or from ``partition()``, not both."""
+    field = declaration.partition_field
+    if field and registration.overrides(declaration, "partition"):
+        return [
+            _error(
+                f"{where} sets both partition_field and partition(); only one can say what an object's partition is.",
+                "visual_recs.E014",
+                hint="Keep partition_field for a field of the model itself, or partition() for anything else.",
+            )
+        ]
+    if not field:
         return []
+    problem = declaration.name_problem(model, field) if isinstance(field, str) else f"{field!r} is not a name"
+    if problem:
+        return [
+            _error(
+                f"{where}.partition_field: {problem}.",
+                "visual_recs.E003",
+                hint="Name a field of the model (filtered in the database), or override partition(self, obj).",
+            )
+        ]
+    return []
+
+
+def _check_learn_from(where: str, model, declaration) -> list[checks.CheckMessage]:
+    """``learn_from`` is names or named callables (a list, or a dict of entry -> weight >= 0), each one readable."""
+    learn_from = declaration.learn_from
     weights = learn_from.values() if isinstance(learn_from, dict) else [1.0]
     if (
         isinstance(learn_from, str)
-        or not all(isinstance(name, str) for name in learn_from)
+        or not all(isinstance(entry, str) or callable(entry) for entry in learn_from)
         or not all(isinstance(weight, int | float) and weight >= 0 for weight in weights)
     ):
         return [
             _error(
-                f"{where}['learn_from'] must be a list of field names, or a dict of field name -> weight "
+                f"{where}.learn_from must be a list of names or functions, or a dict of them -> weight "
                 f"(a number >= 0), not {learn_from!r}.",
                 "visual_recs.E010",
             )
         ]
-    field_names = {f.name for f in model._meta.get_fields()} | {f.attname for f in model._meta.concrete_fields}
-    return [
-        _error(
-            f"{where}['learn_from']: {model._meta.label} has no field or attribute {name!r}.",
-            "visual_recs.E010",
-            hint="Name a field (e.g. 'product_type'), a property or a method of the model.",
+    hint = "Name a field (e.g. 'product_type'), a property or a method of the model, or give a function f(obj)."
+    errors = []
+    names = [registration.entry_name(entry) for entry in learn_from]
+    for entry, name in zip(learn_from, names):
+        if callable(entry):
+            problem = "" if name.isidentifier() and names.count(name) == 1 else f"a function needs a name of its own, not {name!r}"
+        else:
+            problem = declaration.name_problem(model, entry)
+        if problem:
+            errors.append(_error(f"{where}.learn_from: {problem}.", "visual_recs.E010", hint))
+    return errors
+
+
+def _check_values(where: str, cls) -> list[checks.CheckMessage]:
+    """The plain options are of the kind they must be: ``prefetch`` lookups, a ``serializer`` that imports."""
+    errors = []
+    if isinstance(cls.prefetch, str) or not all(isinstance(lookup, str) for lookup in cls.prefetch):
+        errors.append(
+            _error(f"{where}.prefetch must be a list of lookups, not {cls.prefetch!r}.", "visual_recs.E017", hint="e.g. prefetch = ['images']")
         )
-        for name in learn_from
-        if name not in field_names and not hasattr(model, name)
-    ]
+    if isinstance(cls.serializer, str):
+        try:
+            import_string(cls.serializer)
+        except ImportError as exc:
+            errors.append(
+                _error(
+                    f"{where}.serializer cannot be imported: {exc}",
+                    "visual_recs.E017",
+                    hint="Give the dotted path of a DRF serializer of one object, or the class itself.",
+                )
+            )
+    return errors
 
 
 @checks.register()

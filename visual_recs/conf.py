@@ -14,7 +14,7 @@ from django.conf import settings
 
 # Nothing is indexed until the shop registers a model: the core has no product model of its own
 # to default to (the bundled one is in the opt-in visual_recs.contrib.catalog).
-DEFAULT_MODELS: dict[str, dict[str, Any]] = {}
+DEFAULT_MODELS: dict[str, Any] = {}
 # The fast extractor in FP32: TensorFlow's lists (bench/extract.py), more photos a second, a
 # web process without TensorFlow, and nothing to ask of the shop (INT8 needs its photos).
 DEFAULT_EXTRACTOR: dict[str, Any] = {
@@ -34,34 +34,14 @@ class AppSettings:
         return getattr(settings, "VISUAL_RECS", {}).get(key, default)
 
     @property
-    def MODELS(self) -> dict[str, dict[str, Any]]:
-        """Which host models are indexed: ``{key: {"model", "image_field", "partition_field", "filter"}}``.
+    def MODELS(self) -> dict[str, Any]:
+        """Which host models are indexed: ``{key: ModelPhotos subclass or its dotted path}``.
 
-        Empty by default (system check ``visual_recs.W002`` says so). The key names the model in
-        URLs and commands. ``partition_field`` None puts the whole catalog in one partition; ``filter`` is what may be shown as a recommendation. An optional
-        ``"serializer"`` (dotted path of a DRF serializer of one object) replaces how the REST API
-        shows that model's products.
-
-        Hooks, for a shop whose model does not hold all of that itself; each is a dotted path or
-        the callable itself:
-
-        - ``"photo"``: ``photo(obj) -> FieldFile | None``, in place of ``image_field`` (set one of
-          the two). It must return a Django ``FieldFile`` (a FileField's value: ``.name``, ``.url``,
-          ``.storage``, ``.open()``), e.g. ``obj.images.first().original``, or None for no photo.
-        - ``"with_photo"``: ``with_photo(queryset) -> queryset``, those of the model's objects
-          that have a photo (what the sweep and the status count as "should have a vector").
-          Without it, with ``photo``, every object: the ones without a photo are then read and
-          counted "no photo" by each sweep.
-        - ``"shown"``: ``shown(queryset) -> queryset`` of the default manager's objects that may
-          be shown (e.g. ``lambda qs: qs.browsable()``), before ``filter`` when both are given.
-        - ``"photo_models"``: ``[{"model": "app.Model", "owner": "<its ForeignKey to this model>"}]``,
-          related models whose rows are the photos: their saves and deletes re-index the owner.
-        - ``"dependants"``: ``dependants(obj) -> iterable of objects of this model`` whose photo
-          follows ``obj``'s (a variant with none of its own shows its parent's, e.g.
-          ``obj.children.all()``): looked at again whenever ``obj`` is saved or its photos change.
-        - ``"partition"``: ``partition(obj) -> str | None``, in place of ``partition_field`` (set
-          one of the two), for a partition no field of the model holds (django-oscar's product
-          attributes); None or "" puts the object in the "" partition.
+        The key names the model in URLs and commands; everything else about the model (its
+        photo, what is shown, its partition, what a fit learns from) is declared on the class,
+        a subclass of ``visual_recs.registration.ModelPhotos`` (docs/configuration.md). Empty by
+        default (system check ``visual_recs.W002`` says so); 0.x's dict of options per model is
+        refused by ``visual_recs.E015``, whose hint is the class to write.
         """
         return self._get("MODELS", DEFAULT_MODELS)
 

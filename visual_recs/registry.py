@@ -1,17 +1,19 @@
-"""Which host models are indexed, and how to read their photo, partition and "shown" filter.
+"""Which host models are indexed, and how to read their photo, partition and "shown" set.
 
-Built from ``VISUAL_RECS["MODELS"]`` on each call (a few dict look-ups), so it always
-matches the live settings; resolving a model needs the app registry to be ready.
+Built from ``VISUAL_RECS["MODELS"]`` (key -> a ``visual_recs.registration.ModelPhotos``
+subclass, or its dotted path) on each call (a few look-ups), so it always matches the live
+settings; resolving a model needs the app registry to be ready.
 
-A model's photo is a field of its own (``image_field``) or whatever a ``photo`` hook returns
-(a shop that keeps photos in a related model); every reader of a photo goes through
-``IndexedModel.image_of``/``with_photo``, never the field name, so both work everywhere.
+``IndexedModel`` is the one face the rest of the app sees of a registered model: it wraps the
+shop's declaration and answers in the app's terms (the photo as a ``FieldFile`` or None, a
+partition as a string). Every reader of a photo goes through ``IndexedModel.image_of``/
+``with_photo``, never a field name, so a photo kept in another model works everywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
@@ -22,10 +24,7 @@ from django.utils.module_loading import import_string
 
 from .conf import app_settings
 from .exceptions import NotRegistered
-
-
-#: The entry's keys that name a callable (a dotted path, or the callable itself).
-HOOKS = ("photo", "with_photo", "shown", "dependants", "partition")
+from .registration import ModelPhotos, concrete_fields, entry_name, overrides
 
 
 @dataclass(frozen=True)
@@ -41,35 +40,44 @@ class PhotoModel:
         return getattr(photo_row, self.model._meta.get_field(self.owner).attname)
 
 
-@dataclass(frozen=True)
 class IndexedModel:
-    """One entry of ``VISUAL_RECS["MODELS"]``, resolved to its model class and its hooks."""
+    """One entry of ``VISUAL_RECS["MODELS"]``: the shop's declaration, resolved to its model class."""
 
-    key: str
-    model: type[models.Model]
-    #: The model's own file field holding the photo; None when ``photo`` finds it.
-    image_field: str | None = "image"
-    partition_field: str | None = None
-    filter: dict[str, Any] = field(default_factory=dict)
-    #: ``photo(obj) -> FieldFile | None``: the photo of an object, for photos kept elsewhere.
-    photo: Callable[[models.Model], FieldFile | None] | None = None
-    #: ``with_photo(queryset) -> queryset``: those of ``queryset`` that have a photo.
-    with_photo_hook: Callable[[models.QuerySet], models.QuerySet] | None = None
-    #: ``shown(queryset) -> queryset``: the shop's own "may be shown", before ``filter``.
-    shown_hook: Callable[[models.QuerySet], models.QuerySet] | None = None
-    #: ``dependants(obj) -> iterable of objects`` whose photo follows ``obj``'s (re-indexed with it).
-    dependants_hook: Callable[[models.Model], Iterable[models.Model]] | None = None
-    #: ``partition(obj) -> str | None``: the partition of an object, when no field of its own holds it.
-    partition_hook: Callable[[models.Model], Any] | None = None
-    #: Related models whose rows are this model's photos.
-    photo_models: tuple[PhotoModel, ...] = ()
-    #: ``prefetch_related`` lookups for the recommended objects a page shows, so a ``photo``
-    #: hook reading related rows costs one query per lookup, not one per card.
-    prefetch: tuple[str, ...] = ()
-    #: Fields (or attributes, or methods) whose values ``visual_recs_fit`` learns from.
-    learn_from: tuple[str, ...] = ()
-    #: Each ``learn_from`` field's share of the learned space (1 each unless the setting is a dict).
-    learn_weights: dict[str, float] = field(default_factory=dict)
+    def __init__(self, key: str, declaration: ModelPhotos):
+        self.key = key
+        #: The shop's ``ModelPhotos`` instance; its options and methods answer everything below.
+        self.declaration = declaration
+        self.model: type[models.Model] = resolve_model(declaration.model)
+        photo_hook = overrides(declaration, "photo")
+        #: The model's own file field holding the photo; None when ``photo()`` finds it.
+        self.image_field: str | None = None if photo_hook else declaration.photo_field
+        #: ``photo(obj)``, when the declaration finds photos itself (else None: ``image_field``).
+        self.photo: Callable[[models.Model], Any] | None = declaration.photo if photo_hook else None
+        field = declaration.partition_field
+        in_database = bool(field) and field in concrete_fields(self.model) and not overrides(declaration, "partition")
+        #: The concrete field the partition is filtered by in the database; None when each object is asked.
+        self.partition_field: str | None = field if in_database else None
+        #: ``partition(obj)``, when no concrete field holds the partition (else None).
+        self.partition_hook: Callable[[models.Model], Any] | None = (
+            declaration.partition if (field or overrides(declaration, "partition")) and not in_database else None
+        )
+        self.photo_models: tuple[PhotoModel, ...] = tuple(
+            PhotoModel(model=resolve_model(entry["model"]), owner=entry["owner"]) for entry in declaration.photo_models
+        )
+        self.prefetch: tuple[str, ...] = tuple(declaration.prefetch)
+        entries = declaration.learn_from
+        self._learn_from = {entry_name(entry): entry for entry in entries}
+        #: The names of the ``learn_from`` entries ``visual_recs_fit`` learns from.
+        self.learn_from: tuple[str, ...] = tuple(self._learn_from)
+        #: Each ``learn_from`` entry's share of the learned space (1 each unless a dict gives them).
+        self.learn_weights: dict[str, float] = {
+            entry_name(entry): float(entries[entry]) if isinstance(entries, dict) else 1.0 for entry in entries
+        }
+        #: The DRF serializer of one object (a dotted path or a class), or None for the default.
+        self.serializer: str | type | None = declaration.serializer
+
+    def __repr__(self) -> str:
+        return f"<IndexedModel {self.key!r}: {self.label} by {type(self.declaration).__qualname__}>"
 
     @property
     def label(self) -> str:
@@ -89,15 +97,15 @@ class IndexedModel:
         return f"{self.model._meta.label_lower}:{model_id}"
 
     def image_of(self, obj: models.Model) -> FieldFile | None:
-        """The photo of ``obj`` (through the ``photo`` hook when there is one), or None when it has none."""
-        image = self.photo(obj) if self.photo is not None else getattr(obj, self.image_field)
+        """The photo of ``obj`` (the declaration's ``photo()``), or None when it has none."""
+        image = self.declaration.photo(obj)
         return image if image else None
 
     def photo_names(self, pks: Iterable[Any]) -> dict[str, str]:
         """The stored name of each object's photo now, read again from the database, by ``str(pk)``.
 
-        One query with an ``image_field``; with a ``photo`` hook, the objects are read again
-        and the hook asked for each (what it costs is the hook's).
+        One query with an ``image_field``; with a ``photo()`` of the declaration's own, the
+        objects are read again and it is asked for each (what it costs is the shop's).
         """
         objects = self.all().filter(pk__in=list(pks))
         if self.photo is None:
@@ -105,8 +113,8 @@ class IndexedModel:
         return {str(obj.pk): getattr(self.image_of(obj), "name", "") for obj in objects}
 
     def dependants_of(self, obj: models.Model) -> list[models.Model]:
-        """The objects whose photo follows ``obj``'s (a variant showing its parent's), none without the hook."""
-        return list(self.dependants_hook(obj)) if self.dependants_hook is not None else []
+        """The objects whose photo follows ``obj``'s (a variant showing its parent's)."""
+        return list(self.declaration.dependants(obj))
 
     def title_of(self, obj: models.Model) -> str:
         """What a card calls ``obj``: its ``title`` when the model has one, else ``str(obj)``."""
@@ -127,36 +135,25 @@ class IndexedModel:
 
     @property
     def partitioned(self) -> bool:
-        """Whether the catalog is split into partitions (by ``partition_field`` or a ``partition`` hook)."""
-        return bool(self.partition_field) or self.partition_hook is not None
+        """Whether the catalog is split into partitions (by ``partition_field`` or ``partition()``)."""
+        return self.partition_field is not None or self.partition_hook is not None
 
     def partition_of(self, obj: models.Model) -> str:
         """The partition value of ``obj`` as a string ("" when the catalog is one partition, or the value is missing)."""
-        if self.partition_hook is not None:
-            value = self.partition_hook(obj)
-        elif self.partition_field:
-            value = self.model._meta.get_field(self.partition_field).value_from_object(obj)
-        else:
-            return ""
+        value = self.declaration.partition(obj)
         return "" if value is None else str(value)
 
     def in_partition(self, queryset: models.QuerySet, partition: str) -> models.QuerySet:
-        """Those of ``queryset`` in ``partition``: a filter on ``partition_field``, or (with a hook) each object asked."""
+        """Those of ``queryset`` in ``partition``: a filter on ``partition_field``, or (otherwise) each object asked."""
         if self.partition_hook is None:
             return queryset.filter(**{self.partition_field: partition})
         return queryset.filter(pk__in=[obj.pk for obj in queryset.iterator() if self.partition_of(obj) == partition])
 
     def labels_of(self, obj: models.Model) -> dict[str, str]:
-        """The ``learn_from`` labels of ``obj``, each as a string ("" when blank).
-
-        A name is a field (its stored value, not a choice's label, as partitions are), or any
-        attribute or method of the model (a method is called with no arguments).
-        """
+        """The ``learn_from`` labels of ``obj`` by entry name, each as a string ("" when blank)."""
         labels = {}
-        for name in self.learn_from:
-            value = getattr(obj, name, None)
-            if callable(value):
-                value = value()
+        for name, entry in self._learn_from.items():
+            value = self.declaration.value_of(obj, entry)
             labels[name] = "" if value is None else str(value).strip()
         return labels
 
@@ -165,86 +162,61 @@ class IndexedModel:
         return self.model._default_manager.all()
 
     def shown(self) -> models.QuerySet:
-        """The objects that may be shown as recommendations now: the ``shown`` hook's, then ``filter``."""
-        queryset = self.model._default_manager.all()
-        if self.shown_hook is not None:
-            queryset = self.shown_hook(queryset)
-        return queryset.filter(**self.filter)
+        """The objects that may be shown as recommendations now (the declaration's ``shown()``)."""
+        return self.declaration.shown(self.model._default_manager.all())
 
     def with_photo(self) -> models.QuerySet:
-        """Objects that have a photo, and so should have a vector.
-
-        With a ``photo`` hook and no ``with_photo`` hook, every object: the database cannot tell
-        which have one, so indexing asks the hook and counts those without as "no photo".
-        """
-        if self.with_photo_hook is not None:
-            return self.with_photo_hook(self.all())
-        if self.photo is not None:
-            return self.all()
-        return self.all().exclude(**{self.image_field: ""}).exclude(**{f"{self.image_field}__isnull": True})
+        """Objects that have a photo, and so should have a vector (the declaration's ``with_photo()``)."""
+        return self.declaration.with_photo(self.all())
 
 
-def hook(options: dict[str, Any], name: str) -> Callable | None:
-    """The callable an entry names under ``name`` (a dotted path, or the callable itself), or None.
+def resolve_model(model: str | type) -> type[models.Model]:
+    """The model class of a declaration's ``model`` ("app_label.ModelName" or the class); LookupError/ValueError if none."""
+    if isinstance(model, type) and issubclass(model, models.Model):
+        return model
+    if not isinstance(model, str):
+        raise ValueError(f"{model!r} is not 'app_label.ModelName' or a model class")
+    return apps.get_model(model)
 
-    Raises ImportError for a path that does not import (``visual_recs.E011`` reports it).
+
+def declaration_class(key: str, value: Any) -> type[ModelPhotos]:
+    """The ``ModelPhotos`` subclass registered under ``key`` (``value``: the class or its dotted path).
+
+    Raises ImportError for a path that does not import, TypeError for anything else that is
+    not a subclass (the 0.x dict form included); ``visual_recs.E015`` reports both.
     """
-    value = options.get(name)
-    if value is None:
-        return None
-    return import_string(value) if isinstance(value, str) else value
+    declaration = import_string(value) if isinstance(value, str) else value
+    if not (isinstance(declaration, type) and issubclass(declaration, ModelPhotos)):
+        raise TypeError(
+            f"VISUAL_RECS['MODELS'][{key!r}] must be a subclass of visual_recs.registration.ModelPhotos "
+            f"(or its dotted path), not {value!r}; `manage.py check` shows how to write one."
+        )
+    return declaration
 
 
-def photo_models(options: dict[str, Any]) -> tuple[PhotoModel, ...]:
-    """The entry's ``photo_models``, resolved to model classes (LookupError for a missing one)."""
-    return tuple(
-        PhotoModel(model=apps.get_model(entry["model"]), owner=entry["owner"])
-        for entry in options.get("photo_models") or ()
-    )
-
-
-def _resolve(key: str, options: dict[str, Any]) -> IndexedModel:
-    model = apps.get_model(options["model"])
-    learn_from = options.get("learn_from") or ()  # names, or a dict of name -> weight
-    photo = hook(options, "photo")
-    return IndexedModel(
-        key=key,
-        model=model,
-        image_field=options.get("image_field", None if photo else "image"),
-        partition_field=options.get("partition_field"),
-        filter=dict(options.get("filter") or {}),
-        photo=photo,
-        with_photo_hook=hook(options, "with_photo"),
-        shown_hook=hook(options, "shown"),
-        dependants_hook=hook(options, "dependants"),
-        partition_hook=hook(options, "partition"),
-        photo_models=photo_models(options),
-        prefetch=tuple(options.get("prefetch") or ()),
-        learn_from=tuple(learn_from),
-        learn_weights={name: float(learn_from[name]) if isinstance(learn_from, dict) else 1.0 for name in learn_from},
-    )
+def _resolve(key: str, value: Any) -> IndexedModel:
+    return IndexedModel(key, declaration_class(key, value)())
 
 
 def indexed_models() -> dict[str, IndexedModel]:
-    """Every registered model by key. Raises LookupError/ValueError/ImportError on a wrong model or hook path (see checks)."""
-    return {key: _resolve(key, options) for key, options in app_settings.MODELS.items()}
+    """Every registered model by key. Raises LookupError/ValueError/ImportError/TypeError on a wrong entry (see checks)."""
+    return {key: _resolve(key, value) for key, value in app_settings.MODELS.items()}
 
 
 def get(key: str) -> IndexedModel:
     """The registered model under ``key``; NotRegistered if there is none."""
-    options = app_settings.MODELS.get(key)
-    if options is None:
+    value = app_settings.MODELS.get(key)
+    if value is None:
         raise NotRegistered(f"No model is registered under the key {key!r} in VISUAL_RECS['MODELS'].")
-    return _resolve(key, options)
+    return _resolve(key, value)
 
 
 def for_model(model: type[models.Model] | models.Model) -> IndexedModel:
     """The registration of ``model`` (a class or an instance); NotRegistered if it is not indexed."""
     model_class = model if isinstance(model, type) else type(model)
-    label = model_class._meta.label_lower
-    for key, options in app_settings.MODELS.items():
-        if options["model"].lower() == label:
-            return _resolve(key, options)
+    for indexed_model in indexed_models().values():
+        if indexed_model.model is model_class:
+            return indexed_model
     raise NotRegistered(f"{model_class._meta.label} is not registered in VISUAL_RECS['MODELS'].")
 
 

@@ -12,8 +12,6 @@ from oscar.defaults import *  # noqa: F401,F403  (OSCAR_* settings, as Oscar's d
 
 from pathlib import Path
 
-import visual_recs.contrib.oscar
-
 OSCAR_APPS = [
     "django.contrib.sites",
     "django.contrib.flatpages",
@@ -102,5 +100,5 @@ SHOP_SETTINGS = {
         "django.contrib.auth.backends.ModelBackend",
     ],
 }
-# The one entry a shop writes (README, "django-oscar"), for VISUAL_RECS["MODELS"].
-SHOP_MODELS = {"products": visual_recs.contrib.oscar.products(partition="attribute:gender", recommendations=4)}
+# The one entry a shop writes (README, "django-oscar"), for VISUAL_RECS["MODELS"]: its subclass of OscarProducts.
+SHOP_MODELS = {"products": "tests.oscar_shop.visual.ShopProducts"}

@@ -1,8 +1,8 @@
 """How the API shows products and their similar items.
 
 A product is shown by :class:`ProductSerializer` (id, title, url, image_url), read generically
-from any registered model; ``VISUAL_RECS["MODELS"][key]["serializer"]`` (a dotted path) puts a
-serializer of your own in its place, e.g. a ``ModelSerializer`` of your product. A similar
+from any registered model; the model's ``ModelPhotos.serializer`` (a dotted path or a class)
+puts a serializer of your own in its place, e.g. a ``ModelSerializer`` of your product. A similar
 item is that product's fields plus ``distance``.
 """
 
@@ -24,8 +24,10 @@ from ..registry import IndexedModel
 
 def product_serializer_class(indexed_model: IndexedModel) -> type[serializers.BaseSerializer]:
     """The serializer of one product of ``indexed_model``: the model's own setting, else ProductSerializer."""
-    dotted_path = app_settings.MODELS.get(indexed_model.key, {}).get("serializer")
-    return import_string(dotted_path) if dotted_path else ProductSerializer
+    serializer = indexed_model.serializer
+    if serializer is None:
+        return ProductSerializer
+    return import_string(serializer) if isinstance(serializer, str) else serializer
 
 
 def _absolute(url: str | None, context: dict[str, Any]) -> str | None:

@@ -64,7 +64,7 @@ def fit(indexed_model: IndexedModel, *, progress: Callable[[int], None] | None =
     if not indexed_model.learn_from:
         raise LearningError(
             f"VISUAL_RECS['MODELS'][{indexed_model.key!r}] has no 'learn_from': name the fields to learn "
-            "from, e.g. \"learn_from\": [\"product_type\", \"colour\"]."
+            f"from on {type(indexed_model.declaration).__name__}, e.g. learn_from = [\"product_type\", \"colour\"]."
         )
     started_at, started = timezone.now(), time.perf_counter()
     model_id = get_extractor().model_id

@@ -9,9 +9,15 @@ The core app carries none of it: a shop that lists only ``visual_recs`` gets no 
 and no product admin. To index the bundled Product, list both apps and register it::
 
     INSTALLED_APPS = [..., "visual_recs", "visual_recs.contrib.catalog"]
-    VISUAL_RECS = {"MODELS": {"products": {"model": "visual_recs_catalog.Product", "image_field": "image",
-                                           "partition_field": "gender", "filter": {"is_active": True}}}}
+    VISUAL_RECS = {"MODELS": {"products": "visual_recs.contrib.catalog.CatalogProducts"}}
+
+``CatalogProducts`` (by gender, active products shown) may be subclassed like any
+``visual_recs.registration.ModelPhotos``.
 
 Its table keeps the name ``visual_recs_product`` it had when Product lived in the core, so an
 install upgraded from 0.1 keeps its rows (migration 0001 takes the table over).
 """
+
+from .registration import CatalogProducts
+
+__all__ = ["CatalogProducts"]

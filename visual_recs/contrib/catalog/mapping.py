@@ -70,8 +70,8 @@ class Mapping:
     ) -> Mapping:
         """The mapping of these names onto ``model`` ("app_label.ModelName"); CatalogError naming what is wrong.
 
-        ``id_field`` defaults to the primary key; ``image_field`` to the model's registered
-        ``image_field`` in ``VISUAL_RECS["MODELS"]``, else ``image``.
+        ``id_field`` defaults to the primary key; ``image_field`` to the ``photo_field`` of the
+        model's registered ``ModelPhotos`` class, else ``image``.
         """
         try:
             model_class = apps.get_model(model)

@@ -9,7 +9,8 @@ from django.utils.translation import gettext_lazy as _
 class AbstractProduct(models.Model):
     """A catalog product with the fields of the sample fashion dataset.
 
-    Subclass it to add fields; point ``VISUAL_RECS["MODELS"]`` at the subclass.
+    Subclass it to add fields, and register the subclass with a ``CatalogProducts`` subclass whose
+    ``model`` names it.
     """
 
     class Gender(models.TextChoices):

@@ -19,7 +19,7 @@ class VisualRecsOscarConfig(application.OscarDashboardConfig):
     default_permissions = ["is_staff"]
 
     def ready(self) -> None:
-        from . import checks, recommendations  # noqa: F401  (checks register themselves)
+        from . import recommendations
 
         recommendations.connect()
 

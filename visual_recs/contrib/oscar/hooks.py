@@ -1,4 +1,4 @@
-"""The registry hooks of Oscar's ``catalogue.Product`` (see ``visual_recs.contrib.oscar.products``).
+"""The hooks of Oscar's ``catalogue.Product`` that ``OscarProducts`` calls.
 
 Oscar decides what a product's photo is (``primary_image()``: the first image by
 ``display_order``; a child without images of its own has its parent's) and what may be shown

@@ -1,8 +1,8 @@
-"""What partition an Oscar product is in: its product class, or one of its attributes.
+"""The names ``OscarProducts`` reads from a product beside its fields: its class, or one of its attributes.
 
-A ``Partition`` is the entry's ``partition`` hook: a callable made in settings from a short
-spec, so it imports no model. It never raises on a product: a missing class or attribute is
-the ``""`` partition (a product page must render whatever the catalogue holds).
+A ``Partition`` reads the spec ``"product_class"`` or ``"attribute:<code>"`` from a product,
+for ``partition_field`` and ``learn_from``. It never raises on a product: a missing class or
+attribute is None, the ``""`` partition (a product page must render whatever the catalogue holds).
 """
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ class Partition:
     """``partition(product) -> str | None`` for the spec ``"product_class"`` or ``"attribute:<code>"``."""
 
     spec: str
+
+    @staticmethod
+    def reads(name: object) -> bool:
+        """Whether ``name`` is a spec of this kind (well formed or not), rather than a field's name."""
+        return isinstance(name, str) and (name == PRODUCT_CLASS or name.startswith(ATTRIBUTE))
 
     @property
     def attribute_code(self) -> str | None:
@@ -38,7 +43,7 @@ class Partition:
             return product_class.slug if product_class is not None else None
         code = self.attribute_code
         if code is None:
-            return None  # a bad spec: visual_recs_oscar.E001 says so
+            return None  # a bad spec: visual_recs.E003 or E010 says so
         # Oscar's container: the values set on this instance (a form's, before it saves them), else
         # the stored ones, a child's own over its parent's; AttributeError for a code it lacks.
         value = getattr(product.attr, code, None)

@@ -1,6 +1,6 @@
 """Neighbour lists copied into Oscar's ``ProductRecommendation``, for themes that show those.
 
-On when the entry's ``oscar_recommendations`` is above 0 (``products(recommendations=N)``).
+On when the declaration's ``recommendations`` is above 0 (``OscarProducts.recommendations``).
 Each time lists are written (``visual_recs.indexing.lists_changed``), a product's first N
 similar items, as its page's strip shows them, become its recommendations ranked N down to 1
 (Oscar shows the highest ranking first). Only rows this app wrote (``WrittenRecommendation``)
@@ -14,7 +14,6 @@ from __future__ import annotations
 from oscar.core.loading import get_model
 
 from visual_recs import indexing
-from visual_recs.conf import app_settings
 from visual_recs.registry import IndexedModel
 from visual_recs.utils import chunked
 
@@ -29,7 +28,7 @@ def connect() -> None:
 
 
 def on_lists_changed(sender, indexed_model: IndexedModel, source_ids: list[str], **kwargs) -> None:
-    limit = int(app_settings.MODELS.get(indexed_model.key, {}).get("oscar_recommendations") or 0)
+    limit = int(getattr(indexed_model.declaration, "recommendations", 0) or 0)
     if limit > 0 and sender is get_model("catalogue", "Product"):
         write_recommendations(indexed_model, source_ids, limit)
 
