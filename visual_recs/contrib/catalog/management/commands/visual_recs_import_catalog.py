@@ -41,7 +41,7 @@ class Command(BaseCommand):
         mapping.add_argument("--id-column", help="Column identifying each row's object (default for the bundled Product: ProductId).")
         mapping.add_argument("--id-field", help="Unique field the id column matches (default: the primary key).")
         mapping.add_argument("--image-column", help="Column naming the photo under --images (default for the bundled Product: Image).")
-        mapping.add_argument("--image-field", help="File field the photo is stored in (default: the registered image_field, else image).")
+        mapping.add_argument("--image-field", help="File field the photo is stored in (default: the registered class's photo_field, else image).")
         mapping.add_argument(
             "--column", action="append", default=[], metavar="FIELD=COLUMN",
             help="A field filled from a column, e.g. title=productDisplayName; repeat for each (default for the "
