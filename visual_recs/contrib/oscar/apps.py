@@ -19,9 +19,10 @@ class VisualRecsOscarConfig(application.OscarDashboardConfig):
     default_permissions = ["is_staff"]
 
     def ready(self) -> None:
-        from . import checks, recommendations  # noqa: F401  (checks register themselves)
+        from . import bulk_actions, checks, recommendations  # noqa: F401  (checks register themselves)
 
         recommendations.connect()
+        bulk_actions.follow()
 
     def get_urls(self):
         from .views import IndexStatusView
