@@ -102,5 +102,6 @@ SHOP_SETTINGS = {
         "django.contrib.auth.backends.ModelBackend",
     ],
 }
-# The one entry a shop writes (README, "django-oscar"), for VISUAL_RECS["MODELS"].
+# The entry a shop writes (docs/oscar.md), for VISUAL_RECS["MODELS"]. The test shop turns on both the
+# strip and the copy into Oscar's recommendations, to test both; a shop picks one of them.
 SHOP_MODELS = {"products": visual_recs.contrib.oscar.products(partition="attribute:gender", recommendations=4)}
