@@ -371,9 +371,9 @@ def bulk_action(client, action: str, products) -> None:
     response = client.post(listing, {"action": action, "selected_product": [product.pk for product in products]})
     assert response.status_code == 302, response
     confirm = response.url
-    fields = {"selected_products": re.findall(r'name="selected_products" value="(\d+)"[^>]*checked', client.get(confirm).content.decode())}
-    assert sorted(map(int, fields["selected_products"])) == sorted(product.pk for product in products)
-    response = client.post(confirm, fields)
+    ticked = re.findall(r'name="selected_products" value="(\d+)"[^>]*checked', client.get(confirm).content.decode())
+    assert sorted(map(int, ticked)) == sorted(product.pk for product in products)
+    response = client.post(confirm, {"selected_products": ticked})
     assert (response.status_code, response.url) == (302, listing)
 
 
@@ -411,7 +411,7 @@ def test_the_dashboards_bulk_non_public_action_is_followed_and_undone_without_th
         assert hidden in other.sorted_recommended_products and written(other) == similar_ids(other)[:4]
 
 
-def test_the_bulk_actions_are_followed_once_whatever_view_serves_them(shop):
+def test_the_bulk_actions_are_followed_once_whatever_view_serves_them():
     from oscar.core.loading import get_class
 
     from visual_recs.contrib.oscar.bulk_actions import FollowedAction, follow
