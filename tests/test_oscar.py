@@ -407,3 +407,64 @@ def _photo_path(product_id: str):
     from tests.conftest import CATALOG_DIR
 
     return CATALOG_DIR / "images" / f"{product_id}.jpg"
+
+
+def bulk_action(client, action: str, products) -> None:
+    """Run one of the dashboard's two-step bulk actions on ``products`` as staff do: tick them in the
+    product list, pick the action, then confirm on the page it leads to (its boxes as rendered)."""
+    listing = reverse("dashboard:catalogue-product-list")
+    response = client.post(listing, {"action": action, "selected_product": [product.pk for product in products]})
+    assert response.status_code == 302, response
+    confirm = response.url
+    ticked = re.findall(r'name="selected_products" value="(\d+)"[^>]*checked', client.get(confirm).content.decode())
+    assert sorted(map(int, ticked)) == sorted(product.pk for product in products)
+    response = client.post(confirm, {"selected_products": ticked})
+    assert (response.status_code, response.url) == (302, listing)
+
+
+def test_the_dashboards_bulk_non_public_action_is_followed_and_undone_without_the_sweep(
+    staff, committed, women, django_capture_on_commit_callbacks
+):
+    products = [create_product(staff, committed, f"Dress {n}", "Women", [pid]) for n, pid in enumerate(women)]
+    hidden = products[1]
+    others = [product for product in products if product != hidden]
+    naming = [other for other in others if hidden in other.sorted_recommended_products]
+    assert naming
+
+    with django_capture_on_commit_callbacks() as queued:
+        bulk_action(staff, "make_products_non_public", [hidden])
+    hidden.refresh_from_db()
+    assert hidden.is_public is False
+    # In the request itself, before the worker's task runs: Oscar's "Recommended items" drop it.
+    assert all(hidden not in other.sorted_recommended_products for other in naming)
+    assert vector_of(hidden).listed is True and queued  # the move is the worker's, queued after the commit
+
+    for task in queued:
+        task()
+    assert vector_of(hidden).listed is False
+    for other in others:
+        assert hidden.pk not in similar_ids(other) and hidden.pk not in page_card_ids(staff, other)
+        # The worker's repair wrote the next similar item into the freed place: four again.
+        assert written(other) == similar_ids(other)[:4] and len(written(other)) == 4
+    assert page_card_ids(staff, hidden) == similar_ids(hidden)[:4] != []  # its own page keeps its similar items
+
+    with committed():
+        bulk_action(staff, "make_products_public", [hidden])
+    assert vector_of(hidden).listed is True
+    for other in naming:  # back at once, in the lists, the strips and the copied rows: no sweep ran
+        assert hidden.pk in similar_ids(other) and hidden.pk in page_card_ids(staff, other)
+        assert hidden in other.sorted_recommended_products and written(other) == similar_ids(other)[:4]
+
+
+def test_the_bulk_actions_are_followed_once_whatever_view_serves_them():
+    from oscar.core.loading import get_class
+
+    from visual_recs.contrib.oscar.bulk_actions import FollowedAction, follow
+
+    list_view = get_class("dashboard.catalogue.views", "ProductListView")
+    confirm_view = get_class("dashboard.catalogue.views", "ProductBulkActionConfirmView")
+    follow()  # again, as a second ready() would: nothing is wrapped twice
+    actions = confirm_view.intermediate_actions
+    assert actions is list_view.intermediate_actions
+    assert all(type(action) is FollowedAction and type(action.action) is not FollowedAction for action in actions.values())
+    assert str(actions["make_products_non_public"]) == "Make products non-public"  # the menu's label

@@ -100,5 +100,6 @@ SHOP_SETTINGS = {
         "django.contrib.auth.backends.ModelBackend",
     ],
 }
-# The one entry a shop writes (README, "django-oscar"), for VISUAL_RECS["MODELS"]: its subclass of OscarProducts.
+# The entry a shop writes (docs/oscar.md), for VISUAL_RECS["MODELS"]: its subclass of OscarProducts. The
+# test shop turns on both the strip and the copy into Oscar's recommendations, to test both; a shop picks one.
 SHOP_MODELS = {"products": "tests.oscar_shop.visual.ShopProducts"}

@@ -19,9 +19,10 @@ class VisualRecsOscarConfig(application.OscarDashboardConfig):
     default_permissions = ["is_staff"]
 
     def ready(self) -> None:
-        from . import recommendations
+        from . import bulk_actions, recommendations
 
         recommendations.connect()
+        bulk_actions.follow()
 
     def get_urls(self):
         from .views import IndexStatusView

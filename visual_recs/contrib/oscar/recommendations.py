@@ -6,7 +6,8 @@ similar items, as its page's strip shows them, become its recommendations ranked
 (Oscar shows the highest ranking first). Only rows this app wrote (``WrittenRecommendation``)
 are rewritten or deleted; a recommendation staff added is kept, and when it names a product
 the list names too, the staff's row stays as they made it. Children get none: Oscar does not
-support recommendations on a child.
+support recommendations on a child. A product hidden by a change that saves nothing (the
+dashboard's bulk action, see ``bulk_actions``) leaves the written rows at once (``forget_hidden``).
 """
 
 from __future__ import annotations
@@ -43,13 +44,21 @@ def write_recommendations(indexed_model: IndexedModel, source_ids: list[str], li
             wanted = [item.object.pk for item in indexing.similar_to(product, limit)]
             _write(product, wanted, limit)
         # A product gone, or a child, keeps no written rows (a delete cascades to them anyway).
-        _written_of(pks).exclude(primary__in=products).delete()
+        _written().filter(primary_id__in=pks).exclude(primary__in=products).delete()
 
 
-def _written_of(primary_pks):
-    return get_model("catalogue", "ProductRecommendation").objects.filter(
-        primary_id__in=primary_pks, visual_recs_mark__isnull=False
-    )
+def forget_hidden(indexed_model: IndexedModel, pks) -> None:
+    """Delete the written recommendations naming one of the products ``pks`` that is not shown now.
+
+    Before the worker repairs the lists (which then writes the next similar item in its place),
+    so Oscar's "Recommended items" never link a product hidden meanwhile. Staff's rows stay.
+    """
+    hidden = indexed_model.all().filter(pk__in=pks).exclude(pk__in=indexed_model.shown().values("pk"))
+    _written().filter(recommendation__in=hidden).delete()
+
+
+def _written():
+    return get_model("catalogue", "ProductRecommendation").objects.filter(visual_recs_mark__isnull=False)
 
 
 def _write(product, wanted: list, limit: int) -> None:
