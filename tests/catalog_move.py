@@ -54,9 +54,11 @@ def install_0_1(empty: bool) -> dict:
         Product.objects.create(pk=pk, title=f"Product {pk}", gender=gender, image=image)
     content_type, _ = ContentType.objects.get_or_create(app_label="visual_recs", model="product")
     vectors = {pk: np.full(48, pk / 1000, dtype=np.float32) for pk, *_ in SEEDED}
+    # FeatureVector as 0005 left it too: later migrations add columns the table does not have yet.
+    OldFeatureVector = state.apps.get_model("visual_recs", "FeatureVector")
     for pk, gender, _ in SEEDED:
-        FeatureVector.objects.create(
-            content_type=content_type, object_id=str(pk), partition=gender, listed=True, status="ready",
+        OldFeatureVector.objects.create(
+            content_type_id=content_type.pk, object_id=str(pk), partition=gender, listed=True, status="ready",
             model_id=MODEL_ID, dims=48, vector=FeatureVector.to_bytes(vectors[pk]), image_sha256=f"{pk:064d}",
         )  # fmt: skip
         ExactIndexEntry.objects.create(
@@ -117,7 +119,10 @@ def report() -> dict:
         "products": products,
         "admin_models": sorted(model._meta.label for model in admin.site._registry),
         "content_types": sorted(f"{ct.app_label}.{ct.model}" for ct in ContentType.objects.filter(model="product")),
-        "vectors": sorted({f"{fv.content_type.app_label}.{fv.content_type.model}" for fv in FeatureVector.objects.all()}),
+        # Only the columns every schema has (0.1's table lacks the later ones).
+        "vectors": sorted(
+            {f"{app}.{model}" for app, model in FeatureVector.objects.values_list("content_type__app_label", "content_type__model")}
+        ),
         "lists": sorted({f"{s.content_type.app_label}.{s.content_type.model}" for s in SimilarItem.objects.all()}),
         "fits": sorted({f"{fit.content_type.app_label}.{fit.content_type.model}" for fit in Fit.objects.all()}),
         "collections": sorted(
