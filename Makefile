@@ -47,7 +47,7 @@ test-django: weights
 	@test -n "$(VERSION)" || { echo "Name the Django version: make test-django VERSION=4.2"; exit 2; }
 	test -x $(DJANGO_VENV)/bin/python || $(PYTHON) -m venv $(DJANGO_VENV)
 	$(DJANGO_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DJANGO_VENV)/bin/python -m pip install --quiet -e ".[api,postgres,pgvector,demo,test]" "Django~=$(VERSION).0"
+	$(DJANGO_VENV)/bin/python -m pip install --quiet -e ".[api,postgres,pgvector,demo,test,convert]" "Django~=$(VERSION).0"
 	$(DJANGO_VENV)/bin/python -m pytest -m "not browser"
 
 # The sdist and the wheel, in dist/.
