@@ -10,6 +10,7 @@ calls each API URL and the admin's change list with the test client. Any failure
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import sys
 import tempfile
@@ -192,10 +193,11 @@ def main() -> None:
     from visual_recs.backends.fast import FastResNet50Extractor
 
     assert FastResNet50Extractor().precision == "fp32"
-    import nncf  # noqa: F401  (INT8's quantizer, a dependency of the wheel)
     import openvino  # noqa: F401  (the default extractor's runtime is a dependency of the wheel)
 
-    step("the default extractor's module, OpenVINO and NNCF import from the installed wheel")
+    converters = [name for name in ("tensorflow", "keras", "tf2onnx", "onnx", "nncf") if importlib.util.find_spec(name)]
+    assert converters == [], f"the runtime installed the convert extra's {converters}"
+    step("the default extractor's module and OpenVINO import from the installed wheel; no TensorFlow, no converters")
     print(f"smoke test of the installed wheel passed (Python {sys.version.split()[0]})")
 
 
