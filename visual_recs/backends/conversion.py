@@ -154,8 +154,9 @@ def _export_fp32(network, input_size: int, out: Path):
         return tf.identity(features, name="features")
 
     # tf2onnx deep-copies the whole graph, weights included, before each of its optimizers so that
-    # it can skip one that fails; the copies are cyclic garbage, which piled up to 3 GB. Set, it
-    # optimizes in place (an optimizer that failed would fail the conversion, which writes nothing).
+    # it can skip one that fails; the copies are cyclic garbage that piled up (fetch_weights'
+    # peak: 6.6 GB with them, 4.3-4.6 without, bench/fetch_weights_memory.py; same files). Set,
+    # it optimizes in place (an optimizer that failed would fail the conversion, which writes nothing).
     os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "false")
     tf2onnx.convert.from_function(preprocessed_network, input_signature=spec, opset=OPSET, output_path=str(out))
     return openvino.convert_model(str(out))
