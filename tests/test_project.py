@@ -7,7 +7,9 @@ import io
 import pytest
 from django.core.management import call_command
 
-from visual_recs.checks import check_backends, check_models
+from django.core import checks
+
+from visual_recs.checks import check_backends, check_models, check_queue
 from visual_recs.contrib.catalog import CatalogProducts
 from visual_recs.contrib.catalog.models import Product
 from visual_recs.registration import ModelPhotos
@@ -103,15 +105,42 @@ def test_backend_mistakes_are_reported(settings, tmp_path, monkeypatch):
     settings.VISUAL_RECS = {"INDEX": {"BACKEND": "visual_recs.backends.nowhere.Index"}}
     assert ids(check_backends()) == ["visual_recs.E005"]
     settings.VISUAL_RECS = {"EXTRACTOR": {"OPTIONS": {"weights": str(tmp_path / "missing.weights.h5")}}}
-    assert ids(check_backends()) == ["visual_recs.E006"]
+    assert ids(check_backends()) == ["visual_recs.W005"]
     monkeypatch.delenv("VISUAL_RECS_WEIGHTS", raising=False)
     # TensorFlow could still download them; the fast extractor is converted from a local file.
     tensorflow = {"BACKEND": "visual_recs.backends.extractors.ResNet50Extractor"}
     settings.VISUAL_RECS = {"WEIGHTS_CACHE_DIR": str(tmp_path / "empty-cache"), "EXTRACTOR": tensorflow}
     assert ids(check_backends()) == ["visual_recs.W001"]
     settings.VISUAL_RECS = {"WEIGHTS_CACHE_DIR": str(tmp_path / "empty-cache")}
-    [error] = check_backends()
-    assert error.id == "visual_recs.E006" and "run `manage.py visual_recs_fetch_weights`" in error.msg
+    [warning] = check_backends()
+    # A warning: migrate and check must pass before visual_recs_fetch_weights has run.
+    assert warning.id == "visual_recs.W005" and warning.level == checks.WARNING
+    assert "run `manage.py visual_recs_fetch_weights`" in warning.msg
+
+
+@pytest.mark.parametrize(
+    "broker, queue, warned",
+    [
+        ("redis://127.0.0.1:6379/0", None, True),
+        ("redis://127.0.0.1:6379", None, True),
+        ("rediss://:secret@redis.example.com:6380/", None, True),
+        ("redis://127.0.0.1:6379/0;redis://127.0.0.1:6380/0", None, True),
+        ("redis://127.0.0.1:6379/3", None, False),
+        ("redis://127.0.0.1:6379/0", "shop_a", False),
+        ("amqp://guest@localhost//", None, False),
+    ],
+)
+def test_the_default_queue_on_the_default_redis_database_is_a_warning(
+    settings, monkeypatch, suite_celery_app, broker, queue, warned
+):
+    """Two shops on one Redis with the defaults take each other's tasks; a DB number or a queue name apart."""
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, **({"QUEUE": queue} if queue else {})}
+    settings.CELERY_BROKER_URL = broker
+    monkeypatch.setattr(suite_celery_app.conf, "broker_url", broker)  # the app read the settings at start
+    found = check_queue()
+    assert ids(found) == (["visual_recs.W006"] if warned else [])
+    if warned:
+        assert "VISUAL_RECS['QUEUE']" in found[0].hint and "secret" not in found[0].msg
 
 
 def test_a_missing_converted_network_is_a_warning_that_names_the_command(settings, tmp_path, resnet_weights):

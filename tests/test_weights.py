@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,6 +67,25 @@ def test_weights_are_found_explicit_then_env_then_cache_then_keras(tmp_path, mon
 
     with pytest.raises(WeightsError, match="does not exist"):
         weights.resolve(str(tmp_path / "missing.weights.h5"))
+
+
+CONVERT_EXTRA = r'pip install "django-visual-recs\[convert\]"'
+
+
+def test_building_the_weights_without_keras_names_the_convert_extra(resnet_weights, monkeypatch, tmp_path):
+    """The runtime has no Keras: the one machine that builds the weights is told which extra it needs."""
+    monkeypatch.setitem(sys.modules, "keras.applications", None)  # importing it now raises ImportError
+    tarball = resnet_weights.notop.parent / weights.NPM_TARBALL
+    with pytest.raises(WeightsError, match=rf"Building the ResNet50 weights needs the Python package 'keras'.*{CONVERT_EXTRA}"):
+        weights.convert(tarball, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_tensorflow_extractor_without_keras_names_the_convert_extra(resnet_weights, monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras.applications", None)
+    # 32 px: a network this process has not built (built ones are kept per weights and size).
+    with pytest.raises(WeightsError, match=rf"ResNet50Extractor .* needs the Python package 'keras'.*{CONVERT_EXTRA}"):
+        ResNet50Extractor(input_size=32).extract(np.zeros((1, 32, 32, 3), np.uint8))
 
 
 def test_model_id_changes_with_weights_and_options(tmp_path, resnet_weights):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+from urllib.parse import urlsplit
 
 from django.apps import apps
+from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -352,7 +354,17 @@ def _check_weights(extractor) -> list[checks.CheckMessage]:
     try:
         source = extractor.weights_source()
     except WeightsError as exc:
-        return [_error(f"Unusable ResNet50 weights: {exc}", "visual_recs.E006")]
+        # A warning, not an error: `migrate` and `check` must pass on a fresh install, before
+        # visual_recs_fetch_weights has run. The worker and a search by photo, which need the
+        # weights, raise the same message when they run.
+        return [
+            checks.Warning(
+                f"Unusable ResNet50 weights: {exc}",
+                hint="Vectors and searches by photo wait for them; run `python manage.py visual_recs_fetch_weights`.",
+                obj="settings.VISUAL_RECS",
+                id="visual_recs.W005",
+            )
+        ]
     if source is None:
         return []  # the extractor loads no weights file
     if source == "imagenet":
@@ -409,3 +421,44 @@ def check_celery_app(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         for problem in problems
         if problem
     ]
+
+
+#: Celery's and Redis' defaults: what two shops that share a Redis would both send to.
+DEFAULT_QUEUE = "visual_recs"
+_DEFAULT_REDIS_DBS = ("", "0")
+
+
+@checks.register()
+def check_queue(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Warn when tasks go to the default queue on Redis' default database.
+
+    A second shop (or a staging copy, or a test run) on the same Redis with the same defaults
+    has its workers take this shop's tasks, which then index the other shop's database. Whether
+    the Redis is shared cannot be known from here; the default database and queue are the sign.
+    """
+    url = _broker_url()
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("redis", "rediss") or app_settings.QUEUE != DEFAULT_QUEUE:
+        return []
+    database = urlsplit(f"{scheme}://{rest}").path.strip("/")
+    if database not in _DEFAULT_REDIS_DBS:
+        return []
+    return [
+        checks.Warning(
+            f"Tasks go to the default queue {DEFAULT_QUEUE!r} on the default Redis database of {url.split('@')[-1]!r}: "
+            "another project sending to the same Redis with the same defaults would have its workers take "
+            "this one's tasks.",
+            hint="Give each shop its own Redis database (e.g. CELERY_BROKER_URL = 'redis://127.0.0.1:6379/3') "
+            "or its own VISUAL_RECS['QUEUE'] (and start its worker with -Q that name).",
+            obj="settings.CELERY_BROKER_URL",
+            id="visual_recs.W006",
+        )
+    ]
+
+
+def _broker_url() -> str:
+    """The first broker URL tasks are sent to: the project's Celery app's, else the settings'."""
+    app = queue.celery_apps_in_use()[0]
+    url = (app.conf.broker_url if app is not None else None) or getattr(settings, "CELERY_BROKER_URL", None) or ""
+    # Kombu takes failover brokers separated by ";": the first is the one used while it answers.
+    return str(url).split(";")[0].strip()

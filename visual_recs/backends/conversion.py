@@ -17,8 +17,8 @@ spot against Keras). INT8 is the FP32 model statically quantized by NNCF, OpenVI
 quantizer (per-channel int8 weights, bias correction; the stem and first stage left in FP32),
 calibrated on the shop's own photos, which is what makes its ranges fit what the network will see.
 
-Needs TensorFlow (the reference network), tf2onnx, onnx and, for INT8, nncf; the process that
-runs the converted model needs none of them, only OpenVINO.
+Needs TensorFlow (the reference network), tf2onnx, onnx and, for INT8, nncf: the ``convert``
+extra; the process that runs the converted model needs none of them, only OpenVINO.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import WeightsError
-from .weights import cache_dir, sha256_file
+from .weights import cache_dir, require, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,8 @@ _BGR_MEANS = (103.939, 116.779, 123.68)
 _FLOAT_UNTIL = "conv2_block3_add"
 # The FP32 file must compute what Keras computes; below this cosine the conversion is broken.
 _MIN_FP32_COSINE = 0.9999
-# The pip names of the modules the conversion imports (dependencies of the app, but a
-# platform without their wheels, or an install with --no-deps, can lack them).
-PACKAGES = {"tensorflow": "tensorflow-cpu", "tf2onnx": "tf2onnx", "onnx": "onnx", "openvino": "openvino", "nncf": "nncf"}
 # What each precision's conversion imports: INT8 adds its quantizer to FP32's.
-NEEDS = {"fp32": ("tensorflow", "tf2onnx", "onnx", "openvino")}
+NEEDS = {"fp32": ("keras", "tensorflow", "tf2onnx", "onnx", "openvino")}
 NEEDS["int8"] = (*NEEDS["fp32"], "nncf")
 
 
@@ -131,25 +128,8 @@ def remove_older_formats() -> list[Path]:
     return removed
 
 
-def _require(module: str):
-    """Import one of the packages the conversion needs, or say how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        package = PACKAGES[module.split(".")[0]]
-        raise WeightsError(
-            f"Converting ResNet50 for the fast extractor needs the Python package {package!r}, which is not "
-            f"installed here ({exc}): `pip install {package}`, or convert on a machine that has it and copy "
-            "the converted files (and their .json manifests) into this one's weights cache."
-        ) from exc
-
-
 def _keras_network(weights: str, pooling: str, input_size: int):
-    from keras.applications import ResNet50
-
-    return ResNet50(
+    return require("keras.applications").ResNet50(
         weights=weights,
         include_top=False,
         pooling=None if pooling == "flatten" else pooling,
@@ -160,9 +140,9 @@ def _keras_network(weights: str, pooling: str, input_size: int):
 def _export_fp32(network, input_size: int, out: Path):
     """``network`` with its preprocessing in front as an OpenVINO model (dynamic batch, uint8
     NHWC input), by way of an ONNX file at ``out``."""
-    tf = _require("tensorflow")
-    tf2onnx = _require("tf2onnx")
-    openvino = _require("openvino")
+    tf = require("tensorflow")
+    tf2onnx = require("tf2onnx")
+    openvino = require("openvino")
     spec = (tf.TensorSpec((None, input_size, input_size, 3), tf.uint8, name="images"),)
 
     @tf.function(input_signature=spec)
@@ -173,6 +153,11 @@ def _export_fp32(network, input_size: int, out: Path):
         features = network(bgr - tf.constant(_BGR_MEANS, tf.float32), training=False)
         return tf.identity(features, name="features")
 
+    # tf2onnx deep-copies the whole graph, weights included, before each of its optimizers so that
+    # it can skip one that fails; the copies are cyclic garbage that piled up (fetch_weights'
+    # peak: 6.6 GB with them, 4.3-4.6 without, bench/fetch_weights_memory.py; same files). Set,
+    # it optimizes in place (an optimizer that failed would fail the conversion, which writes nothing).
+    os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "false")
     tf2onnx.convert.from_function(preprocessed_network, input_signature=spec, opset=OPSET, output_path=str(out))
     return openvino.convert_model(str(out))
 
@@ -187,8 +172,7 @@ def openvino_features(model, images: np.ndarray) -> np.ndarray:
 
 def _check_against_keras(network, model, images: np.ndarray) -> None:
     """Refuse an FP32 model whose features are not Keras' own on these photos."""
-    from keras.applications.resnet50 import preprocess_input
-
+    preprocess_input = require("keras.applications.resnet50").preprocess_input
     expected = np.asarray(network.predict_on_batch(preprocess_input(images.astype(np.float32)))).reshape(len(images), -1)
     got = openvino_features(model, images)
     cosine = np.sum(expected * got, axis=1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1))
@@ -210,7 +194,7 @@ def _float_head(model) -> list[str]:
 
 
 def _quantize_int8(model, calibration: np.ndarray):
-    nncf = _require("nncf")
+    nncf = require("nncf")
     # NNCF lists every layer it leaves alone at INFO; its progress bars stay.
     logging.getLogger("nncf").setLevel(logging.WARNING)
     return nncf.quantize(
@@ -260,12 +244,12 @@ def convert(
         calibration = np.random.default_rng(0).integers(0, 256, (4, input_size, input_size, 3), dtype=np.uint8)
     calibration = np.ascontiguousarray(calibration, dtype=np.uint8)
     for module in NEEDS[precision]:
-        _require(module)
+        require(module)
     weights_sha256 = sha256_file(Path(weights))
     target = Path(target) if target else model_path(weights_sha256, pooling, input_size, precision)
     target.parent.mkdir(parents=True, exist_ok=True)
     network = _keras_network(weights, pooling, input_size)
-    openvino = _require("openvino")
+    openvino = require("openvino")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         model = _export_fp32(network, input_size, Path(tmp) / "fp32.onnx")
         _check_against_keras(network, model, calibration[:4])

@@ -27,6 +27,11 @@ _networks: dict[tuple, object] = {}
 _networks_lock = threading.Lock()
 
 
+def _keras(module: str):
+    """A Keras module, or ``WeightsError`` naming the extra that installs TensorFlow and Keras."""
+    return weights_module.require(module, "ResNet50Extractor (the TensorFlow extractor)", hint="")
+
+
 def cached_sha256(path: str) -> str:
     """sha256 of a model file, computed once per process per (path, size, mtime)."""
     stat = Path(path).stat()
@@ -115,9 +120,7 @@ class ResNet50Extractor(BaseExtractor):
         return _networks[key]
 
     def _build(self, weights: str):
-        from keras.applications import ResNet50
-
-        return ResNet50(
+        return _keras("keras.applications").ResNet50(
             weights=weights,
             include_top=False,
             pooling=None if self.pooling == "flatten" else self.pooling,
@@ -146,7 +149,6 @@ class ResNet50Extractor(BaseExtractor):
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         """The network's features of a batch of uint8 RGB images, one row each."""
-        from keras.applications.resnet50 import preprocess_input
-
+        preprocess_input = _keras("keras.applications.resnet50").preprocess_input
         features = self.network().predict_on_batch(preprocess_input(batch.astype(np.float32)))
         return np.asarray(features, dtype=np.float32).reshape(len(batch), -1)

@@ -17,6 +17,7 @@ Where the extractor finds weights: an explicit path > ``$VISUAL_RECS_WEIGHTS`` >
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -44,6 +45,19 @@ NOTOP_FILE = "resnet50_imagenet_notop.weights.h5"
 LABELS_FILE = "imagenet_labels.json"
 WEIGHTS_ENV = "VISUAL_RECS_WEIGHTS"
 
+#: The extra that installs what building the weights and converting the network import (and
+#: what ``ResNet50Extractor`` runs on); the runtime (web processes, the fast extractor) has none of it.
+CONVERT_EXTRA = 'pip install "django-visual-recs[convert]"'
+# The pip name of each module the conversion imports, for the one-package fix.
+PACKAGES = {
+    "keras": "keras",
+    "tensorflow": "tensorflow-cpu",
+    "tf2onnx": "tf2onnx",
+    "onnx": "onnx",
+    "openvino": "openvino",
+    "nncf": "nncf",
+}
+
 _OLD_BLOCK_LAYER = re.compile(r"^(?P<kind>res|bn)(?P<stage>[2-5])(?P<block>[a-z])_branch(?P<branch>1|2a|2b|2c)$")
 _BRANCH_INDEX = {"1": 0, "2a": 1, "2b": 2, "2c": 3}
 _OLD_PLAIN_LAYER = {"conv1": "conv1_conv", "bn_conv1": "conv1_bn", "fc1000": "predictions"}
@@ -67,6 +81,24 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
         while chunk := fh.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+COPY_HINT = (
+    " Or convert on a machine that has it and copy its weights cache (the converted files with "
+    "their .json manifests) into this one's."
+)
+
+
+def require(module: str, purpose: str = "Converting ResNet50 for the fast extractor", hint: str = COPY_HINT):
+    """Import ``module`` (one of ``PACKAGES``), or raise ``WeightsError`` saying which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = PACKAGES[module.split(".")[0]]
+        raise WeightsError(
+            f"{purpose} needs the Python package {package!r}, which is not installed here ({exc}): "
+            f"`{CONVERT_EXTRA}` (or `pip install {package}`).{hint}"
+        ) from exc
 
 
 def cache_dir() -> Path:
@@ -186,7 +218,7 @@ def load_into(keras_model, arrays: dict[str, np.ndarray], epsilons: dict[str, fl
 def convert(tarball: Path, out_dir: Path) -> WeightFiles:
     """Write Keras 3 weight files (with and without the classifier) and the labels into ``out_dir``."""
     verify_tarball(tarball)
-    from keras.applications import ResNet50  # heavy; only when converting
+    ResNet50 = require("keras.applications", "Building the ResNet50 weights", hint="").ResNet50
 
     arrays, epsilons, labels = read_tfjs_export(tarball)
     out_dir.mkdir(parents=True, exist_ok=True)
