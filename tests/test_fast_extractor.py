@@ -172,9 +172,9 @@ def test_a_converted_file_of_other_options_is_refused(resnet_weights):
         FastResNet50Extractor(precision="fp32", model=str(int8_path)).model_id
 
 
-def test_converting_without_tf2onnx_says_which_package_to_install(resnet_weights, monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import tf2onnx now raises ImportError
-    with pytest.raises(WeightsError, match=r"needs the Python package 'tf2onnx'.*pip install tf2onnx"):
+def test_converting_without_tensorflow_says_which_package_to_install(resnet_weights, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow now raises ImportError
+    with pytest.raises(WeightsError, match=r"needs the Python package 'tensorflow-cpu'.*pip install tensorflow-cpu"):
         FastResNet50Extractor(precision="fp32", model=str(tmp_path / "new.xml")).convert(np.empty((0, 224, 224, 3)))
     assert list(tmp_path.iterdir()) == []
 
