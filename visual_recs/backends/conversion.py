@@ -156,9 +156,10 @@ def _export_fp32(network, input_size: int):
         features = network(bgr - tf.constant(_BGR_MEANS, tf.float32), training=False)
         return tf.identity(features, name="features")
 
-    # OpenVINO reads the traced graph in memory: the conversion peaks at about 1 GB with TensorFlow
-    # loaded, where tf2onnx, which this replaced, copied the graph until 4.4 GB
-    # (bench/fetch_weights_memory.py).
+    # OpenVINO reads the traced graph in memory, adding about 0.15 GB to TensorFlow and the network
+    # (1.1 GB). tf2onnx, which this replaced, froze, optimised and exported copies of the graph up to
+    # 4.4 GB; fetch_weights now peaks at 2.0-2.3 GB, in NNCF's INT8 calibration (+0.9 GB), where it
+    # was 4.4-4.6 (bench/fetch_weights_memory.py).
     return openvino.convert_model(preprocessed_network.get_concrete_function())
 
 
