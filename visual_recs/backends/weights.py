@@ -252,11 +252,12 @@ def ensure_weights(*, directory: Path | None = None, tarball: Path | None = None
     return convert(source, directory)
 
 
-def resolve(explicit: str | os.PathLike | None, *, include_top: bool = False) -> str:
+def resolve(explicit: str | os.PathLike | None, *, include_top: bool = False, keras_download: bool = True) -> str:
     """What to pass as Keras' ``weights=``: explicit path > $VISUAL_RECS_WEIGHTS > cache > "imagenet".
 
     An explicit path or the environment variable name the no-top weights file; the file with
-    the classifier is looked up beside it.
+    the classifier is looked up beside it. Without ``keras_download`` (an extractor that cannot
+    use Keras' download) "imagenet" is returned without the warning that Keras will download.
     """
     candidate = explicit or os.environ.get(WEIGHTS_ENV)
     if candidate:
@@ -270,6 +271,8 @@ def resolve(explicit: str | os.PathLike | None, *, include_top: bool = False) ->
     cached = files.top if include_top else files.notop
     if cached.is_file():
         return str(cached)
+    if not keras_download:
+        return "imagenet"
     logger.warning(
         "No local ResNet50 weights in %s; Keras will try to download them. "
         "Run `manage.py visual_recs_fetch_weights` to build them offline.",
