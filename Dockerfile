@@ -1,6 +1,6 @@
 # The demo shop's image, for docker-compose.yml: web (gunicorn) and worker (Celery) run it.
 # The ResNet50 weights are built into the image, so no container downloads anything at run time;
-# they are built in a stage of their own, with npm and the `convert` extra (TensorFlow, tf2onnx,
+# they are built in a stage of their own, with npm and the `convert` extra (TensorFlow,
 # NNCF), and the image keeps only the files it made: the runtime has no TensorFlow.
 FROM python:3.11-slim AS base
 

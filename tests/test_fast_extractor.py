@@ -106,6 +106,16 @@ def test_model_id_names_the_precision_and_the_converted_file(resnet_weights):
     assert fp32.model_id != int8.model_id
 
 
+def test_int8_leaves_the_stem_and_first_stage_in_fp32(resnet_weights):
+    import openvino
+
+    model = openvino.Core().read_model(FastResNet50Extractor(precision="int8").model_path())
+    convolutions = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    quantized = [conv.input_value(0).get_node().get_type_name() == "FakeQuantize" for conv in convolutions]
+    # ResNet50's 53: conv1 and conv2_x's ten read FP32 activations, every later one int8 ones.
+    assert quantized == [False] * 11 + [True] * 42
+
+
 # --- files it must not trust ------------------------------------------------------------------
 
 
@@ -172,9 +182,11 @@ def test_a_converted_file_of_other_options_is_refused(resnet_weights):
         FastResNet50Extractor(precision="fp32", model=str(int8_path)).model_id
 
 
-def test_converting_without_tf2onnx_says_which_package_to_install(resnet_weights, monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import tf2onnx now raises ImportError
-    with pytest.raises(WeightsError, match=r"needs the Python package 'tf2onnx'.*pip install tf2onnx"):
+def test_converting_without_tensorflow_says_which_package_to_install(resnet_weights, monkeypatch, tmp_path):
+    import keras  # loaded first, as when Keras is installed: TensorFlow alone is missing
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow now raises ImportError
+    with pytest.raises(WeightsError, match=r"needs the Python package 'tensorflow-cpu'.*pip install tensorflow-cpu"):
         FastResNet50Extractor(precision="fp32", model=str(tmp_path / "new.xml")).convert(np.empty((0, 224, 224, 3)))
     assert list(tmp_path.iterdir()) == []
 

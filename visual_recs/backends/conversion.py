@@ -11,13 +11,14 @@ and writes, into the weights cache:
 - ``<name>.json``: its manifest: the sha256 of the Keras weights it was made from, of the
   model's two files, and the options (pooling, input size, precision, calibration).
 
-The path: Keras -> ONNX (tf2onnx) -> OpenVINO (``openvino.convert_model``, which folds the
-batch norms into the convolutions). FP32 is a faithful copy of the network (checked on the
+The path: Keras, wrapped in a ``tf.function`` with the preprocessing, -> OpenVINO
+(``openvino.convert_model`` reads the TensorFlow graph itself and folds the batch norms into the
+convolutions). FP32 is a faithful copy of the network (checked on the
 spot against Keras). INT8 is the FP32 model statically quantized by NNCF, OpenVINO's own
 quantizer (per-channel int8 weights, bias correction; the stem and first stage left in FP32),
 calibrated on the shop's own photos, which is what makes its ranges fit what the network will see.
 
-Needs TensorFlow (the reference network), tf2onnx, onnx and, for INT8, nncf: the ``convert``
+Needs TensorFlow (the network and its reference) and, for INT8, nncf: the ``convert``
 extra; the process that runs the converted model needs none of them, only OpenVINO.
 """
 
@@ -42,20 +43,23 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
 #: How each precision is made; a file made another way (an older release's) is converted again.
-RECIPES = {"fp32": "openvino-ir-tf2onnx-opset17-v2", "int8": "nncf-per-channel-bias-correction-fp32-stem-v2"}
+RECIPES = {"fp32": "openvino-ir-tf-frontend-v3", "int8": "nncf-per-channel-bias-correction-fp32-stem-v3"}
 MANIFEST_FORMAT = 2
-OPSET = 17
 # Keras' "caffe" preprocessing for ResNet50: BGR channel means of ImageNet.
 _BGR_MEANS = (103.939, 116.779, 123.68)
 # INT8 leaves the network's stem and first stage (conv1, conv2_x: a fifth of its work) in FP32:
 # their rounding, carried through every later layer, moved the 5-nearest lists most (overlap@5
 # with TensorFlow's on the sample catalog: 0.84-0.87 all INT8, 0.89 with the stem alone in FP32,
 # 0.915 with both; that costs INT8 about 40% of its speed, and leaves it 1.9x FP32's).
-_FLOAT_UNTIL = "conv2_block3_add"
+# OpenVINO's TensorFlow reader does not keep Keras' layer names, so the end of conv2_x is found by
+# the graph's shape: its third residual Add (the first whose two inputs are both computed).
+_FLOAT_RESIDUAL_ADDS = 3
+# conv1, then conv2_block1's four (the shortcut's and three) and two blocks of three.
+_FLOAT_CONVOLUTIONS = 11
 # The FP32 file must compute what Keras computes; below this cosine the conversion is broken.
 _MIN_FP32_COSINE = 0.9999
 # What each precision's conversion imports: INT8 adds its quantizer to FP32's.
-NEEDS = {"fp32": ("keras", "tensorflow", "tf2onnx", "onnx", "openvino")}
+NEEDS = {"fp32": ("keras", "tensorflow", "openvino")}
 NEEDS["int8"] = (*NEEDS["fp32"], "nncf")
 
 
@@ -137,11 +141,10 @@ def _keras_network(weights: str, pooling: str, input_size: int):
     )
 
 
-def _export_fp32(network, input_size: int, out: Path):
+def _export_fp32(network, input_size: int):
     """``network`` with its preprocessing in front as an OpenVINO model (dynamic batch, uint8
-    NHWC input), by way of an ONNX file at ``out``."""
+    NHWC input)."""
     tf = require("tensorflow")
-    tf2onnx = require("tf2onnx")
     openvino = require("openvino")
     spec = (tf.TensorSpec((None, input_size, input_size, 3), tf.uint8, name="images"),)
 
@@ -153,13 +156,11 @@ def _export_fp32(network, input_size: int, out: Path):
         features = network(bgr - tf.constant(_BGR_MEANS, tf.float32), training=False)
         return tf.identity(features, name="features")
 
-    # tf2onnx deep-copies the whole graph, weights included, before each of its optimizers so that
-    # it can skip one that fails; the copies are cyclic garbage that piled up (fetch_weights'
-    # peak: 6.6 GB with them, 4.3-4.6 without, bench/fetch_weights_memory.py; same files). Set,
-    # it optimizes in place (an optimizer that failed would fail the conversion, which writes nothing).
-    os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "false")
-    tf2onnx.convert.from_function(preprocessed_network, input_signature=spec, opset=OPSET, output_path=str(out))
-    return openvino.convert_model(str(out))
+    # OpenVINO reads the traced graph in memory, adding about 0.15 GB to TensorFlow and the network
+    # (1.1 GB). tf2onnx, which this replaced, froze, optimised and exported copies of the graph up to
+    # 4.4 GB; fetch_weights now peaks at 2.0-2.3 GB, in NNCF's INT8 calibration (+0.9 GB), where it
+    # was 4.4-4.6 (bench/fetch_weights_memory.py).
+    return openvino.convert_model(preprocessed_network.get_concrete_function())
 
 
 def openvino_features(model, images: np.ndarray) -> np.ndarray:
@@ -183,14 +184,27 @@ def _check_against_keras(network, model, images: np.ndarray) -> None:
         )
 
 
+def _is_residual_add(op) -> bool:
+    # A bias or the mean subtraction adds a constant; a residual connection adds two computed tensors.
+    return op.get_type_name() == "Add" and all(
+        value.get_node().get_type_name() != "Constant" for value in op.input_values()
+    )
+
+
 def _float_head(model) -> list[str]:
-    """Names of the convolutions up to ``_FLOAT_UNTIL`` (in the order they run): the stem and
-    first stage, which INT8 leaves in FP32."""
+    """Names of the convolutions of the stem and first stage (conv1, conv2_x), which INT8 leaves
+    in FP32: those that run before conv2_x's last residual Add, which depends on each of them
+    while no later convolution can run before it."""
     ops = model.get_ordered_ops()
-    ends = [i for i, op in enumerate(ops) if _FLOAT_UNTIL in op.get_friendly_name()]
-    if not ends:
-        raise WeightsError(f"The converted network has no {_FLOAT_UNTIL!r} layer: this is not Keras' ResNet50.")
-    return [op.get_friendly_name() for op in ops[: ends[-1] + 1] if op.get_type_name() == "Convolution"]
+    ends = [i for i, op in enumerate(ops) if _is_residual_add(op)]
+    head = [] if len(ends) < _FLOAT_RESIDUAL_ADDS else ops[: ends[_FLOAT_RESIDUAL_ADDS - 1]]
+    names = [op.get_friendly_name() for op in head if op.get_type_name() == "Convolution"]
+    if len(names) != _FLOAT_CONVOLUTIONS:
+        raise WeightsError(
+            f"The converted network has {len(names)} convolutions before its third residual Add, "
+            f"not ResNet50's {_FLOAT_CONVOLUTIONS}: this is not Keras' ResNet50."
+        )
+    return names
 
 
 def _quantize_int8(model, calibration: np.ndarray):
@@ -251,7 +265,7 @@ def convert(
     network = _keras_network(weights, pooling, input_size)
     openvino = require("openvino")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        model = _export_fp32(network, input_size, Path(tmp) / "fp32.onnx")
+        model = _export_fp32(network, input_size)
         _check_against_keras(network, model, calibration[:4])
         if precision == "int8":
             model = _quantize_int8(model, calibration)

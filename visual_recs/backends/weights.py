@@ -52,8 +52,6 @@ CONVERT_EXTRA = 'pip install "django-visual-recs[convert]"'
 PACKAGES = {
     "keras": "keras",
     "tensorflow": "tensorflow-cpu",
-    "tf2onnx": "tf2onnx",
-    "onnx": "onnx",
     "openvino": "openvino",
     "nncf": "nncf",
 }
