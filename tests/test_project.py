@@ -180,3 +180,16 @@ def test_manage_py_commands_run_without_a_key_but_the_server_does_not(tmp_path):
         cwd=repo, env=env, capture_output=True, text=True, timeout=120,
     )
     assert server.returncode != 0 and "Set DJANGO_SECRET_KEY" in server.stderr
+
+
+def test_a_model_is_found_though_another_entry_names_a_missing_model(settings):
+    """A save or a page view of one model does not fail for another registration's mistake (check reports it)."""
+    from visual_recs import registry
+
+    class Missing(ModelPhotos):
+        model = "nowhere.Gone"
+
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "MODELS": {"broken": Missing, "products": CatalogProducts}}
+    assert registry.for_model(Product).key == "products"
+    with pytest.raises(LookupError):
+        registry.indexed_models()

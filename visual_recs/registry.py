@@ -214,9 +214,14 @@ def get(key: str) -> IndexedModel:
 def for_model(model: type[models.Model] | models.Model) -> IndexedModel:
     """The registration of ``model`` (a class or an instance); NotRegistered if it is not indexed."""
     model_class = model if isinstance(model, type) else type(model)
-    for indexed_model in indexed_models().values():
-        if indexed_model.model is model_class:
-            return indexed_model
+    label = model_class._meta.label_lower
+    for key, value in app_settings.MODELS.items():
+        declaration = declaration_class(key, value)
+        declared = declaration.model
+        # Compared by label, not resolved: only the matching entry is built (a save or a page
+        # view asks this), and another entry naming a missing model does not break this one.
+        if declared is model_class or (isinstance(declared, str) and declared.lower() == label):
+            return IndexedModel(key, declaration())
     raise NotRegistered(f"{model_class._meta.label} is not registered in VISUAL_RECS['MODELS'].")
 
 
