@@ -210,3 +210,66 @@ class Fit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.content_type.model} fit {self.version} ({', '.join(self.fields)})"
+
+
+class Rule(models.Model):
+    """A merchandiser's rule, applied when a strip is read (no reindex, no list rewrite).
+
+    Its scope is one product (``source_id``), else one partition (``partition``), else every
+    product of the model (both empty). ``pin`` puts ``target_id`` at ``position``; ``exclude``
+    leaves out ``target_id``, or every item whose ``field`` reads ``value`` (a category);
+    ``boost`` moves up the items that share the product's ``field`` value (same brand), or
+    whose number is within ``within_percent`` of the product's (a price band), by shrinking
+    their distance by ``strength``.
+    """
+
+    class Kind(models.TextChoices):
+        PIN = "pin", _("pin an item at a position")
+        EXCLUDE = "exclude", _("exclude items")
+        BOOST = "boost", _("boost items")
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    source_id = models.CharField(
+        _("product"), max_length=255, blank=True, help_text=_("The product whose strip it changes; empty: every product.")
+    )
+    partition = models.CharField(
+        max_length=100, blank=True, help_text=_("With no product: only strips of this partition; empty: every partition.")
+    )
+    target_id = models.CharField(
+        _("item"), max_length=255, blank=True, help_text=_("Pin, or exclude: the item (its id).")
+    )
+    field = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text=_("Exclude: items whose field reads the value. Boost: items sharing the product's value (or band)."),
+    )
+    value = models.CharField(max_length=255, blank=True, help_text=_("Exclude by field: the value left out."))
+    position = models.PositiveSmallIntegerField(null=True, blank=True, help_text=_("Pin: the place in the strip, from 1."))
+    within_percent = models.FloatField(
+        null=True,
+        blank=True,
+        help_text=_("Boost by a number (a price): items within this many percent of the product's; empty: equal values."),
+    )
+    strength = models.FloatField(
+        default=0.2, help_text=_("Boost: the share of distance taken off a matching item (0 to 0.9).")
+    )
+    active = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True, help_text=_("Why the rule is there, for the next merchandiser."))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("rule")
+        verbose_name_plural = _("rules")
+        ordering = ["content_type", "partition", "source_id", "kind", "position", "id"]
+        indexes = [
+            # The read path: a product's own rules, then its partition's and the model's.
+            models.Index(fields=["content_type", "active", "source_id", "partition"], name="visual_recs_rule_scope"),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"product {self.source_id}" if self.source_id else (f"partition {self.partition}" if self.partition else "all")
+        what = self.target_id or (f"{self.field}={self.value}" if self.value else self.field)
+        where = f" at {self.position}" if self.kind == self.Kind.PIN and self.position else ""
+        return f"{self.get_kind_display()}: {what}{where} ({scope})"

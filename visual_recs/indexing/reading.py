@@ -30,11 +30,18 @@ Status = IndexStatus
 
 @dataclass
 class Similar:
-    """One recommendation: a shown object and its distance to the product."""
+    """One recommendation: a shown object, its distance to the product, and why it is there.
+
+    ``origin`` is "visual" (a neighbour by photo), "pinned" (a rule put it there) or
+    "fallback" (the list ran short after the rules and stock, and the fallback filled it);
+    ``rule_id`` is the rule that pinned or boosted it (None otherwise).
+    """
 
     object: models.Model
     distance: float
     rank: int
+    origin: str = "visual"
+    rule_id: int | None = None
 
 
 NO_IMAGE = IndexStatus.NO_IMAGE.value
