@@ -69,7 +69,7 @@ def test_similar_items_answer_the_product_its_partition_status_and_results(clien
     expected = indexing.recommendations(men[0], 3).items
     assert [result["id"] for result in body["results"]] == [item.object.pk for item in expected]
     for result, item in zip(body["results"], expected):
-        assert set(result) == {"id", "title", "url", "image_url", "distance"}
+        assert set(result) == {"id", "title", "url", "image_url", "distance", "origin"}
         assert result["distance"] == pytest.approx(item.distance)
         assert result["image_url"] == f"http://testserver{item.object.image.url}"
     assert len(similar(client, men[0]).json()["results"]) == 5  # the default limit
@@ -128,10 +128,10 @@ def test_a_product_deleted_or_deactivated_after_the_lists_were_built_never_appea
 
 
 @pytest.mark.parametrize("limit", [1, 20])
-def test_the_similar_endpoint_takes_four_queries_whatever_the_limit(client, catalog, django_assert_num_queries, limit):
+def test_the_similar_endpoint_takes_five_queries_whatever_the_limit(client, catalog, django_assert_num_queries, limit):
     registry.for_model(Product).content_type  # cached per process after the first use
-    # The product, its vector row, its list with the targets' photo hashes, the shown targets.
-    with django_assert_num_queries(4):
+    # The product, its vector row, its list with the targets' photo hashes, the rules, the shown targets.
+    with django_assert_num_queries(5):
         response = similar(client, catalog[0][0], limit=limit)
     assert len(response.json()["results"]) == min(limit, 7)
 
@@ -154,7 +154,7 @@ def test_a_shops_model_with_uuid_keys_and_its_own_serializer(client, fake_extrac
     declare(settings, "garments", serializer="tests.test_api.GarmentCardSerializer")
     body = similar(client, first, key="garments").json()
     assert body["product"] == {"id": str(first.uuid), "name": first.name, "audience": "kids"}
-    assert set(body["results"][0]) == {"id", "name", "audience", "distance"}
+    assert set(body["results"][0]) == {"id", "name", "audience", "distance", "origin"}
 
 
 # --- search by photo ----------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_search_answers_the_nearest_products(client, catalog):
     body = response.json()
     assert body["partition"] is None and len(body["results"]) == 3
     assert body["results"][0]["id"] == men[2].pk and body["results"][0]["distance"] == pytest.approx(0, abs=1e-5)
-    assert set(body["results"][0]) == {"id", "title", "url", "image_url", "distance"}
+    assert set(body["results"][0]) == {"id", "title", "url", "image_url", "distance", "origin"}
 
     in_women = search(client, image=upload_of(str(men[2].pk)), partition="Women", limit=20).json()
     assert in_women["partition"] == "Women"

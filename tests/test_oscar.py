@@ -97,12 +97,17 @@ def post_product_form(client, committed, url: str, changes: dict) -> None:
         pytest.fail(f"the dashboard refused the product form: {errors}")
 
 
-def create_product(client, committed, title: str, gender: str | None, photos=(), **changes) -> Product:
-    """A product made in the dashboard: its form, its ``gender`` attribute, a category, and image uploads."""
+def create_product(client, committed, title: str, gender: str | None, photos=(), stock=True, **changes) -> Product:
+    """A product made in the dashboard: its form, its ``gender`` attribute, a category, image uploads
+    and (unless ``stock`` is False: Oscar makes no children of a product with stock) a stock record."""
     url = reverse("dashboard:catalogue-product-create", kwargs={"product_class_slug": catalogue.CLASS_SLUG})
     images = {f"images-{order}-original": upload(product_id) for order, product_id in enumerate(photos)}
     category = {"productcategory_set-0-category": str(catalogue.category().pk)}
-    post_product_form(client, committed, url, {"title": title, "attr_gender": gender or "", **category, **images, **changes})
+    # A stock record, as a shop's product has: Oscar's strategy (and so a strip) sells nothing without one.
+    partner, _ = catalogue.Partner.objects.get_or_create(name="Test shop")
+    record = {"stockrecords-0-partner": str(partner.pk), "stockrecords-0-partner_sku": f"sku-{title}", "stockrecords-0-price": "10.00"}
+    fields = {"title": title, "attr_gender": gender or "", **category, **(record if stock else {}), **images, **changes}
+    post_product_form(client, committed, url, fields)
     return Product.objects.get(title=title)
 
 
@@ -218,7 +223,7 @@ def test_a_product_without_images_or_with_only_the_placeholder_has_no_photo(staf
 
 
 def test_a_child_without_images_gets_its_parents_photo(staff, committed, women):
-    parent = create_product(staff, committed, "Dress", "Women", [women[0]])
+    parent = create_product(staff, committed, "Dress", "Women", [women[0]], stock=False)
     others = [create_product(staff, committed, f"Other {n}", "Women", [pid]) for n, pid in enumerate(women[1:3])]
     url = reverse("dashboard:catalogue-product-create-child", kwargs={"parent_pk": parent.pk})
     post_product_form(staff, committed, url, {"title": "Dress, size M"})

@@ -47,6 +47,11 @@ def declaration(**options) -> type[ModelPhotos]:
         ({"learn_from": ["product_type", "season"]}, ["visual_recs.E010"]),
         ({"learn_from": [lambda product: product.colour]}, ["visual_recs.E010"]),  # no name to store it under
         ({"learn_from": "product_type"}, ["visual_recs.E010"]),
+        ({"group_field": "style"}, ["visual_recs.E019"]),
+        ({"fallback": "categry"}, ["visual_recs.E019"]),
+        ({"fallback": "category", "fallback_order": "-popularity"}, ["visual_recs.E019"]),
+        ({"available": lambda self, queryset: queryset.filter(in_stock=True)}, ["visual_recs.E019"]),
+        ({"fallback": "partition", "fallback_order": ["-price", "pk"], "group_field": "group"}, []),
     ],
 )
 def test_model_mistakes_are_reported(settings, options, expected):

@@ -114,10 +114,10 @@ def test_a_malformed_tag_is_a_template_syntax_error(source):
 
 
 @pytest.mark.parametrize("limit", [1, 11])
-def test_the_tag_takes_three_queries_whatever_the_limit(men, django_assert_max_num_queries, limit):
+def test_the_tag_takes_four_queries_whatever_the_limit(men, django_assert_max_num_queries, limit):
     registry.for_model(Product).content_type  # cached per process after the first use
     template = Template("{% load visual_recs %}{% similar_items product limit=n %}")
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         html = template.render(Context({"product": men[0], "n": limit}))
     assert html.count("<li") == limit
 

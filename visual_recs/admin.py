@@ -32,6 +32,8 @@ REINDEX_ACTION = "reindex_visual_features"
 #: Objects per queued task: one pass of the network over a batch, as the reindex command queues.
 REINDEX_BATCH = 64
 _STATUS_LABELS = dict(IndexStatus.choices)
+#: How the preview marks an item that is no neighbour by photo (it has no distance).
+_ORIGIN_LABELS = {"pinned": _("pinned by a rule"), "fallback": _("fallback")}
 
 
 class VisualRecsAdminMixin:
@@ -143,13 +145,13 @@ class VisualRecsAdminMixin:
         parts = indexing.distance_parts(indexed_model, str(obj.pk), [str(item.object.pk) for item in found.items])
         cards = format_html_join(
             "",
-            '<li style="width:120px"><a href="{}">{}<br>{}</a><br><small>d = {}</small>{}</li>',
+            '<li style="width:120px"><a href="{}">{}<br>{}</a><br><small>{}</small>{}</li>',
             (
                 (
                     self._visual_recs_admin_url(item.object),
                     self._visual_recs_image(indexed_model.image_url_of(item.object)),
                     Truncator(indexed_model.title_of(item.object)).chars(40),
-                    f"{item.distance:.2f}",
+                    f"d = {item.distance:.2f}" if item.distance is not None else _ORIGIN_LABELS[item.origin],
                     self._visual_recs_parts(parts.get(str(item.object.pk), {})),
                 )
                 for item in found.items

@@ -80,6 +80,7 @@ def _check_declaration(key: str, value) -> list[checks.CheckMessage]:
     errors.extend(_check_partition(where, model, declaration))
     errors.extend(_check_learn_from(where, model, declaration))
     errors.extend(_check_values(where, cls))
+    errors.extend(_check_merchandising(where, model, declaration))
     return errors
 
 
@@ -162,7 +163,7 @@ def _check_photo(where: str, model, cls) -> list[checks.CheckMessage]:
     return []
 
 
-HOOKS = ("photo", "with_photo", "shown", "partition", "dependants", "value_of", "name_problem")
+HOOKS = ("photo", "with_photo", "shown", "available", "group", "partition", "dependants", "value_of", "name_problem")
 
 
 def _check_hooks(where: str, model, declaration) -> list[checks.CheckMessage]:
@@ -182,13 +183,13 @@ def _check_hooks(where: str, model, declaration) -> list[checks.CheckMessage]:
                     hint=f"Define it as a method, def {name}(self, ...), as ModelPhotos does.",
                 )
             )
-        elif name in ("shown", "with_photo") and registration.overrides(declaration, name):
+        elif name in ("shown", "with_photo", "available") and registration.overrides(declaration, name):
             problem = _queryset_problem(hook, model)
             if problem:
                 errors.append(
                     _error(
                         f"{where}.{name}() {problem}",
-                        "visual_recs.E004" if name == "shown" else "visual_recs.E011",
+                        {"shown": "visual_recs.E004", "available": "visual_recs.E019"}.get(name, "visual_recs.E011"),
                         hint=f"def {name}(self, queryset) gets the model's queryset and returns a queryset of it, "
                         "e.g. queryset.filter(...); it is compiled here, not run.",
                     )
@@ -316,6 +317,33 @@ def _check_values(where: str, cls) -> list[checks.CheckMessage]:
                     hint="Give the dotted path of a DRF serializer of one object, or the class itself.",
                 )
             )
+    return errors
+
+
+def _check_merchandising(where: str, model, declaration) -> list[checks.CheckMessage]:
+    """``group_field`` and ``fallback`` name something ``value_of`` reads; ``fallback_order`` orders the model."""
+    errors = []
+    for option in ("group_field", "fallback"):
+        name = getattr(declaration, option)
+        if not name or (option == "fallback" and name == "partition"):
+            continue
+        problem = declaration.name_problem(model, name) if isinstance(name, str) else f"{name!r} is not a name"
+        if problem:
+            hint = "Name a field, a property or a method of the model" + (
+                ", or 'partition' for other items of the product's partition." if option == "fallback" else "."
+            )
+            errors.append(_error(f"{where}.{option}: {problem}.", "visual_recs.E019", hint))
+    order = declaration.fallback_order
+    try:
+        str(model._default_manager.order_by(*([order] if isinstance(order, str) else order)).query)
+    except Exception as exc:  # FieldError, TypeError: the message says which
+        errors.append(
+            _error(
+                f"{where}.fallback_order cannot order {model._meta.label}: {exc}",
+                "visual_recs.E019",
+                hint="Give order_by() arguments, e.g. '-created_at' or ['-popularity', 'pk'].",
+            )
+        )
     return errors
 
 

@@ -67,6 +67,23 @@ class ModelPhotos:
     #: API in place of the default ``id, title, url, image_url``; None: the default.
     serializer: str | type | None = None
 
+    #: A field (or another name ``value_of`` reads) whose value groups variants of one product
+    #: (a parent id, a style number): a strip shows at most one item per group, and never one of
+    #: the product's own group unless ``recommend_own_group``. None: each object is its own group.
+    group_field: LearnFrom | None = None
+
+    #: Whether a product's strip may show items of its own group (its other colours, say).
+    recommend_own_group: bool = False
+
+    #: What fills a strip that rules, stock or variants left short (its items are marked
+    #: "fallback" in the API): None (off), ``"partition"`` (other items of the product's
+    #: partition) or a name ``value_of`` reads (items sharing the product's value of it, a
+    #: category, within the partition). Ordered by ``fallback_order``.
+    fallback: str | None = None
+
+    #: ``order_by`` of the fallback's items (e.g. ``"-created_at"``, or a popularity field of your own).
+    fallback_order: str | Iterable[str] = "-pk"
+
     #: Public names a subclass adds to the options it accepts (``OscarProducts`` adds
     #: ``recommendations``); any other public name it defines is a typo (``visual_recs.E016``).
     more_options: Iterable[str] = ()
@@ -93,6 +110,20 @@ class ModelPhotos:
     def shown(self, queryset: Any) -> Any:
         """Those of ``queryset`` (the default manager's objects) that may be shown as recommendations now: all by default."""
         return queryset
+
+    def available(self, queryset: Any) -> Any:
+        """Those of ``queryset`` that may be bought now (in stock): all by default.
+
+        Asked on every strip, at read time: a sold-out item drops out of strips at once, and
+        shows again once back in stock, with no task and no list rewritten. Unlike ``shown()``
+        (what may be listed at all), it costs no reindex when it changes; keep it one query
+        (a filter or an ``Exists``), e.g. ``queryset.filter(stock__gt=0)``.
+        """
+        return queryset
+
+    def group(self, obj: Any) -> Any:
+        """The variant group of ``obj`` (None: its own): by default its ``group_field``."""
+        return self.value_of(obj, self.group_field) if self.group_field else None
 
     def partition(self, obj: Any) -> Any:
         """The partition of ``obj`` (None or "" is the ``""`` partition): by default its ``partition_field``.

@@ -157,6 +157,23 @@ class IndexedModel:
             labels[name] = "" if value is None else str(value).strip()
         return labels
 
+    def value_of(self, obj: models.Model, name: Any) -> Any:
+        """What ``obj`` holds under ``name``, read as the declaration reads its options (``value_of``)."""
+        return self.declaration.value_of(obj, name)
+
+    def group_of(self, obj: models.Model) -> str:
+        """The variant group of ``obj`` as a string (its declared ``group()``, else its own pk)."""
+        value = self.declaration.group(obj)
+        return f"pk:{obj.pk}" if value is None or value == "" else str(value)
+
+    def available(self, queryset: models.QuerySet) -> models.QuerySet:
+        """Those of ``queryset`` that may be bought now (the declaration's ``available()``, asked at read time)."""
+        return self.declaration.available(queryset)
+
+    def shown_now(self) -> models.QuerySet:
+        """What a strip may show on this page view: shown, and available now."""
+        return self.available(self.shown())
+
     def all(self) -> models.QuerySet:
         """Every object of the model, shown or not."""
         return self.model._default_manager.all()

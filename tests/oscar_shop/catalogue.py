@@ -8,6 +8,7 @@ the browser test runs ``load_sample`` in the shop's own process (``manage.py she
 from __future__ import annotations
 
 import csv
+from decimal import Decimal as D
 from pathlib import Path
 
 from django.core.files.base import ContentFile
@@ -19,6 +20,8 @@ Category = get_model("catalogue", "Category")
 Product = get_model("catalogue", "Product")
 ProductCategory = get_model("catalogue", "ProductCategory")
 ProductImage = get_model("catalogue", "ProductImage")
+Partner = get_model("partner", "Partner")
+StockRecord = get_model("partner", "StockRecord")
 
 CLASS_SLUG = "clothing"
 
@@ -47,6 +50,14 @@ def add_image(product, photo: Path, display_order: int = 0):
     return image
 
 
+def add_stock(product, num_in_stock: int | None = None):
+    """A stock record of the shop's one partner, so Oscar's default strategy sells the product."""
+    partner, _ = Partner.objects.get_or_create(name="Test shop")
+    return StockRecord.objects.create(
+        product=product, partner=partner, partner_sku=f"sku-{product.pk}", price=D("10.00"), num_in_stock=num_in_stock
+    )
+
+
 def add_product(title: str, gender: str | None, photo: Path | None):
     """A public standalone product of the class, in the category, with ``photo`` as its image."""
     product = Product(title=title, product_class=product_class(), structure=Product.STANDALONE)
@@ -54,6 +65,7 @@ def add_product(title: str, gender: str | None, photo: Path | None):
         product.attr.gender = gender
     product.save()
     ProductCategory.objects.create(product=product, category=category())
+    add_stock(product)
     if photo is not None:
         add_image(product, photo)
     return product

@@ -21,6 +21,9 @@ from .. import indexing
 from ..conf import app_settings
 from ..registry import IndexedModel
 
+#: The values of an item's ``origin`` (``indexing.Similar.origin``).
+ORIGINS = ("visual", "pinned", "fallback")
+
 
 def product_serializer_class(indexed_model: IndexedModel) -> type[serializers.BaseSerializer]:
     """The serializer of one product of ``indexed_model``: the model's own setting, else ProductSerializer."""
@@ -63,12 +66,23 @@ class ProductSerializer(serializers.Serializer):
 class SimilarItemSerializer(ProductSerializer):
     """For the schema only: what one result looks like with the default product serializer."""
 
-    distance = serializers.FloatField(help_text="Euclidean distance of the photos' features; smaller is closer.")
+    distance = serializers.FloatField(
+        allow_null=True,
+        help_text="Euclidean distance of the photos' features; smaller is closer. Null for a pinned or fallback item.",
+    )
+    origin = serializers.ChoiceField(
+        choices=ORIGINS,
+        help_text="Why the item is there: `visual` (a neighbour by photo), `pinned` (a merchandising rule) "
+        "or `fallback` (filling a strip that rules, stock or variants left short).",
+    )
 
 
 def _items(similar: list[indexing.Similar], context: dict[str, Any]) -> list[dict[str, Any]]:
     serializer_class = product_serializer_class(context["indexed_model"])
-    return [{**serializer_class(item.object, context=context).data, "distance": item.distance} for item in similar]
+    return [
+        {**serializer_class(item.object, context=context).data, "distance": item.distance, "origin": item.origin}
+        for item in similar
+    ]
 
 
 class SimilarItemsSerializer(serializers.Serializer):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import OuterRef, Subquery
 
@@ -21,6 +22,8 @@ from ..conf import app_settings
 from ..exceptions import WeightsError
 from ..models import FeatureVector, IndexStatus, SimilarItem
 from ..registry import IndexedModel
+from ..registration import concrete_fields
+from .merchandising import Rules
 from .space import current_space
 
 logger = logging.getLogger(__name__)
@@ -32,13 +35,15 @@ Status = IndexStatus
 class Similar:
     """One recommendation: a shown object, its distance to the product, and why it is there.
 
+    ``distance`` is None for an item a rule pinned or the fallback brought (not a neighbour).
+
     ``origin`` is "visual" (a neighbour by photo), "pinned" (a rule put it there) or
     "fallback" (the list ran short after the rules and stock, and the fallback filled it);
     ``rule_id`` is the rule that pinned or boosted it (None otherwise).
     """
 
     object: models.Model
-    distance: float
+    distance: float | None
     rank: int
     origin: str = "visual"
     rule_id: int | None = None
@@ -90,16 +95,27 @@ def similar_to(obj: models.Model, limit: int = 5) -> list[Similar]:
     return recommendations(obj, limit).items
 
 
-def recommendations(obj: models.Model, limit: int = 5) -> Recommendations:
-    """The index status of ``obj`` and up to ``limit`` similar shown objects, in three queries.
+def recommendations(obj: models.Model, limit: int = 5, *, rules: bool = True, fallback: bool = True) -> Recommendations:
+    """The index status of ``obj`` and up to ``limit`` similar objects that may be shown and bought now.
 
     The stored neighbour list is read with its targets' photo hashes, then the targets that
-    pass the model's filter now and are still in the product's partition: a deleted,
-    deactivated or moved product never shows, even before the lists are rebuilt. Photos
-    byte-identical to the product's own, or to a nearer item's, are left out unless
-    ``EXCLUDE_DUPLICATE_PHOTOS`` is off. A ready product without a list yet (its list is
-    being rebuilt), or moved to another partition since its list was made (its task not run
-    yet), gets neighbours from its new partition in the index, computed here and not stored.
+    pass the model's ``shown()`` and ``available()`` now and are still in the product's
+    partition: a deleted, hidden, sold-out or moved product never shows, even before the
+    lists are rebuilt. Then, at read time (nothing stored changes):
+
+    - photos byte-identical to the product's own, or to a nearer item's, are left out unless
+      ``EXCLUDE_DUPLICATE_PHOTOS`` is off;
+    - at most one item per variant group (``group_field``), none of the product's own group;
+    - the merchandiser's rules (``rules``: off for the plain arm of an A/B test): excludes,
+      boosts, then pins at their positions;
+    - when that leaves fewer than ``limit``, the index is asked for nearer-than-the-rest items
+      beyond the stored list (deeper, until the partition has no more), and then, with
+      ``fallback`` and the model's ``fallback`` option set, other items fill the strip
+      (``origin="fallback"``).
+
+    A ready product without a list yet (its list is being rebuilt), or moved to another
+    partition since its list was made (its task not run yet), gets neighbours from its new
+    partition in the index, computed here and not stored.
     """
     indexed_model = registry.for_model(obj)
     object_id = str(obj.pk)
@@ -110,16 +126,38 @@ def recommendations(obj: models.Model, limit: int = 5) -> Recommendations:
     moved = vector is not None and vector.partition != state.partition
     # A moved product's stored list is of its old partition: none of it may be shown.
     hits = [] if moved else _listed_hits(indexed_model, object_id, state.partition)
-    if not hits and state.status == Status.READY:
-        hits = None if vector.model_id != _current_model_id() else _hits_from_index(
-            indexed_model, object_id, state.partition
-        )
-        if hits is None:
-            # Made by another extractor (or missing from the index): the sweep or a reindex will redo it.
+    searchable = state.status == Status.READY
+    if not hits and searchable:
+        if vector.model_id != _current_model_id():
+            # Made by another extractor: the sweep or a reindex will redo it.
             return Recommendations(Status.PENDING.value, state.partition, [])
-    same_photo = {state.image_sha256} if state.image_sha256 else set()
-    items = _shown(indexed_model, hits, limit, duplicates_of=same_photo)
-    return Recommendations(state.status, state.partition, items, state.error)
+        hits = _hits_from_index(indexed_model, object_id, state.partition, app_settings.NEIGHBOURS, exclude={object_id})
+        if hits is None:  # missing from the index: the same
+            return Recommendations(Status.PENDING.value, state.partition, [])
+    strip = Strip(
+        indexed_model,
+        limit,
+        source=obj,
+        partition=state.partition,
+        rules=Rules.load(indexed_model, obj, state.partition) if rules else Rules.none(),
+        duplicates_of={state.image_sha256} if state.image_sha256 else set(),
+    )
+    strip.add(hits)
+    k = max(app_settings.NEIGHBOURS, len(hits))
+    while strip.short and searchable and len(hits) >= k - 1:
+        # Rules, stock or variants left the stored list short: look further in the partition.
+        k *= DEEPER_SEARCH_FACTOR
+        hits = _hits_from_index(indexed_model, object_id, state.partition, k, exclude=strip.seen_ids | {object_id})
+        if not hits:
+            break
+        strip.add(hits)
+    if strip.short and fallback:
+        strip.fill_from(_fallback_candidates(indexed_model, obj, state.partition, strip))
+    return Recommendations(state.status, state.partition, strip.items(), state.error)
+
+
+#: Each deeper search of a strip left short asks for this many times more neighbours.
+DEEPER_SEARCH_FACTOR = 4
 
 
 def _current_model_id() -> str | None:
@@ -177,15 +215,17 @@ def _listed_hits(indexed_model: IndexedModel, object_id: str, partition: str) ->
     return sorted(hits, key=lambda hit: (hit.distance, hit.object_id))
 
 
-def _hits_from_index(indexed_model: IndexedModel, object_id: str, partition: str) -> list[_Hit] | None:
-    """The neighbours in ``partition`` (the object's now) of a ready vector, asked of the index
-    (one query); None if the index lacks the vector (stale)."""
+def _hits_from_index(
+    indexed_model: IndexedModel, object_id: str, partition: str, k: int, *, exclude: set[str]
+) -> list[_Hit] | None:
+    """The ``k`` neighbours in ``partition`` (the object's now) of a ready vector, asked of the index
+    (one query), without ``exclude``; None if the index lacks the vector (stale)."""
     index = get_index()
     collection = current_space(indexed_model).collection
     vector = index.vectors(collection, [object_id]).get(object_id)
     if vector is None:
         return None
-    found = index.search(collection, partition, vector, app_settings.NEIGHBOURS, exclude={object_id})
+    found = index.search(collection, partition, vector, k, exclude=exclude)
     photos: dict[str, str] = {}
     if app_settings.EXCLUDE_DUPLICATE_PHOTOS and found:
         photos = dict(
@@ -196,31 +236,170 @@ def _hits_from_index(indexed_model: IndexedModel, object_id: str, partition: str
     return [_Hit(hit.object_id, hit.distance, partition, photos.get(hit.object_id, "")) for hit in found]
 
 
-def _shown(indexed_model: IndexedModel, hits: list[_Hit], limit: int, *, duplicates_of: set[str]) -> list[Similar]:
-    """The first ``limit`` hits that may be shown now, as objects, in one query (none without hits).
+class Strip:
+    """The items of one strip, gathered from candidates in batches (each batch one query).
 
-    ``duplicates_of``: photo hashes already on the page; hits with these photos, or with the
-    photo of a nearer hit, are left out while ``EXCLUDE_DUPLICATE_PHOTOS`` is on.
+    ``add`` takes index hits nearest first and keeps those that may be shown now; ``items``
+    orders the kept ones by their boosted distance, cuts them to the room the pins leave, and
+    puts the pins in their places. ``short`` says whether more candidates are wanted.
     """
-    to_pk = indexed_model.model._meta.pk.to_python
-    candidates = indexed_model.shown().prefetch_related(*indexed_model.prefetch)
-    shown = candidates.in_bulk([to_pk(hit.object_id) for hit in hits])
-    by_id = {str(pk): obj for pk, obj in shown.items()}
-    exclude_duplicates = app_settings.EXCLUDE_DUPLICATE_PHOTOS
-    seen_photos = set(duplicates_of) if exclude_duplicates else set()
-    results: list[Similar] = []
-    for hit in hits:
-        obj = by_id.get(hit.object_id)
-        if obj is None or (hit.partition is not None and indexed_model.partition_of(obj) != hit.partition):
-            continue  # filtered out, deleted, or moved to another partition since it was indexed
-        if exclude_duplicates and hit.image_sha256:
-            if hit.image_sha256 in seen_photos:
+
+    def __init__(
+        self,
+        indexed_model: IndexedModel,
+        limit: int,
+        *,
+        source: models.Model | None = None,
+        partition: str | None = None,
+        rules: Rules | None = None,
+        duplicates_of: set[str] = frozenset(),
+    ) -> None:
+        self.indexed_model = indexed_model
+        self.limit = limit
+        self.source = source
+        self.partition = partition
+        self.rules = rules or Rules.none()
+        self.exclude_duplicates = app_settings.EXCLUDE_DUPLICATE_PHOTOS
+        self.seen_photos = set(duplicates_of) if self.exclude_duplicates else set()
+        #: Every candidate id looked at (kept or not): a deeper search leaves them out.
+        self.seen_ids: set[str] = set()
+        self.groups: set[str] = set()
+        if source is not None and not indexed_model.declaration.recommend_own_group:
+            self.groups.add(indexed_model.group_of(source))
+        self.kept: list[tuple[float, str, Similar]] = []
+        self.pinned: list[Similar] = []
+        self.fallen_back: list[Similar] = []
+        pins = self.rules.pins
+        if pins:
+            self._take_pins(pins)
+
+    @property
+    def short(self) -> bool:
+        return len(self.kept) + len(self.pinned) + len(self.fallen_back) < self.limit
+
+    def _objects(self, object_ids: list[str]) -> dict[str, models.Model]:
+        """The objects of these ids that may be shown and bought now, by ``str(pk)``, in one query."""
+        to_pk = self.indexed_model.model._meta.pk.to_python
+        candidates = self.indexed_model.shown_now().prefetch_related(*self.indexed_model.prefetch)
+        pks = []
+        for object_id in object_ids:
+            try:
+                pks.append(to_pk(object_id))
+            except ValidationError:
+                continue  # a rule naming an id this model cannot have
+        return {str(pk): obj for pk, obj in candidates.in_bulk(pks).items()}
+
+    def _fits(self, obj: models.Model, hit_partition: str | None) -> bool:
+        """Whether ``obj`` may join: still in the partition, not excluded, not of a group already there."""
+        if hit_partition is not None and self.indexed_model.partition_of(obj) != hit_partition:
+            return False  # moved to another partition since it was indexed
+        if self.rules.excludes(self.indexed_model, obj):
+            return False
+        return self.indexed_model.group_of(obj) not in self.groups
+
+    def _take_pins(self, pins) -> None:
+        objects = self._objects([pin.target_id for pin in pins if pin.position <= self.limit])
+        for pin in pins:
+            if pin.position > self.limit:
+                continue  # beyond this strip: the item may still show where its distance puts it
+            obj = objects.get(pin.target_id)
+            self.seen_ids.add(pin.target_id)
+            if obj is None or not self._fits(obj, self.partition):
+                continue  # hidden, sold out, deleted, in another partition, excluded
+            self.groups.add(self.indexed_model.group_of(obj))
+            self.pinned.append(Similar(obj, None, pin.position, origin="pinned", rule_id=pin.rule_id))
+
+    def add(self, hits: list[_Hit]) -> None:
+        """Keep those of ``hits`` (nearest first) that may be shown, up to what the strip needs."""
+        hits = [hit for hit in hits if hit.object_id not in self.seen_ids]
+        if not hits or not self.short:
+            return
+        objects = self._objects([hit.object_id for hit in hits])
+        for hit in hits:
+            self.seen_ids.add(hit.object_id)
+            obj = objects.get(hit.object_id)
+            if obj is None or not self._fits(obj, hit.partition):
+                continue  # filtered out, sold out, deleted, moved, excluded, or of a group already shown
+            if self.exclude_duplicates and hit.image_sha256:
+                if hit.image_sha256 in self.seen_photos:
+                    continue
+                self.seen_photos.add(hit.image_sha256)
+            distance, rule_id = self.rules.boosted(self.indexed_model, obj, hit.distance)
+            self.groups.add(self.indexed_model.group_of(obj))
+            # Sorted by (boosted distance, id) in items(); the id, unique, keeps Similar out of the comparison.
+            self.kept.append((distance, hit.object_id, Similar(obj, hit.distance, 0, rule_id=rule_id)))
+            if not self.rules.boosts and not self.short:
+                # Without boosts the order is the hits' own, so no later hit can come first.
+                break
+
+    def fill_from(self, candidates: models.QuerySet | None) -> None:
+        """Fill what the strip still lacks from ``candidates`` (in their order), marked "fallback"."""
+        if candidates is None:
+            return
+        for obj in candidates.exclude(pk__in=self._seen_pks())[: 4 * self.limit]:
+            if not self.short:
+                break
+            self.seen_ids.add(str(obj.pk))
+            if not self._fits(obj, self.partition):
                 continue
-            seen_photos.add(hit.image_sha256)
-        results.append(Similar(obj, hit.distance, len(results) + 1))
-        if len(results) == limit:
-            break
-    return results
+            self.groups.add(self.indexed_model.group_of(obj))
+            self.fallen_back.append(Similar(obj, None, 0, origin="fallback"))
+
+    def _seen_pks(self) -> list:
+        to_pk = self.indexed_model.model._meta.pk.to_python
+        pks = [] if self.source is None else [self.source.pk]
+        for object_id in self.seen_ids:
+            try:
+                pks.append(to_pk(object_id))
+            except ValidationError:
+                continue
+        return pks
+
+    def items(self) -> list[Similar]:
+        """The strip: kept items by boosted distance (ties by id), then the fallback's, with the pins in their places."""
+        ranked = [item for _, _, item in sorted(self.kept)]
+        flowing = iter((ranked + self.fallen_back)[: self.limit - len(self.pinned)])
+        pins = list(self.pinned)  # by position
+        strip: list[Similar] = []
+        while len(strip) < self.limit:
+            if pins and pins[0].rank == len(strip) + 1:
+                strip.append(pins.pop(0))
+                continue
+            item = next(flowing, None)
+            if item is None:
+                break
+            strip.append(item)
+        strip.extend(pins)  # pinned further down than the other items reach: after them
+        for rank, item in enumerate(strip, start=1):
+            item.rank = rank
+        return strip
+
+
+def _fallback_candidates(
+    indexed_model: IndexedModel, obj: models.Model, partition: str, strip: Strip
+) -> models.QuerySet | None:
+    """What fills a short strip: per the model's ``fallback`` option, in its ``fallback_order``; None when off."""
+    declaration = indexed_model.declaration
+    option = declaration.fallback
+    if not option:
+        return None
+    candidates = indexed_model.shown_now()
+    if indexed_model.partition_field is not None:
+        candidates = candidates.filter(**{indexed_model.partition_field: partition})
+    # (with a partition() hook each candidate's partition is checked as it joins the strip)
+    if option != "partition":
+        value = indexed_model.value_of(obj, option)
+        if value is None or value == "":
+            return None
+        if option in concrete_fields(indexed_model.model):
+            candidates = candidates.filter(**{option: value})
+        else:
+            wanted = str(value)
+            ids = [o.pk for o in candidates.iterator(chunk_size=500) if str(indexed_model.value_of(o, option)) == wanted]
+            candidates = candidates.filter(pk__in=ids[: 8 * strip.limit])
+    order = declaration.fallback_order
+    order = [order] if isinstance(order, str) else list(order)
+    return candidates.order_by(*order).prefetch_related(*indexed_model.prefetch)
 
 
 # --- what needs work --------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..exceptions import ImageTooLarge, SearchBusy, SearchUnavailable, UnknownPa
 from ..images import ImageSource, decode_image, read_image_bytes
 from ..models import FeatureVector, IndexStatus
 from ..registry import IndexedModel
-from .reading import Similar, _Hit, _shown
+from .reading import Similar, Strip, _Hit
 from .space import current_space
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,9 @@ def _search(indexed_model: IndexedModel, query: np.ndarray, partition: str | Non
     k = limit + app_settings.NEIGHBOURS
     found = get_index().search(space.collection, partition, query, k)
     hits = [_Hit(hit.object_id, hit.distance, partition) for hit in found]
-    return _shown(indexed_model, hits, limit, duplicates_of=set())
+    strip = Strip(indexed_model, limit)
+    strip.add(hits)
+    return strip.items()
 
 
 def _check_partition(indexed_model: IndexedModel, partition: str | None) -> None:

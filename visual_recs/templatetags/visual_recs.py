@@ -4,7 +4,8 @@
     {% similar_items product limit=5 %}               renders visual_recs/similar_items.html
     {% similar_items product limit=5 as items %}      puts the cards in ``items`` for your own markup
 
-A card has ``object``, ``distance``, ``rank``, ``title``, ``url`` (None when the model has no
+A card has ``object``, ``distance`` (None for a pinned or fallback item), ``rank``, ``origin``
+("visual", "pinned" or "fallback"), ``title``, ``url`` (None when the model has no
 ``get_absolute_url``) and ``image_url``. Whatever goes wrong inside the recommender, the tag
 renders nothing (or sets an empty list) and logs why: a product page never breaks over it.
 """
@@ -32,8 +33,9 @@ class Card:
     """One similar item, with what a card shows."""
 
     object: models.Model
-    distance: float
+    distance: float | None
     rank: int
+    origin: str
     title: str
     url: str | None
     image_url: str | None
@@ -48,6 +50,7 @@ def cards_for(product: models.Model, limit: int) -> tuple[str, list[Card]]:
             object=item.object,
             distance=item.distance,
             rank=item.rank,
+            origin=item.origin,
             title=indexed_model.title_of(item.object),
             url=indexed_model.url_of(item.object),
             image_url=indexed_model.image_url_of(item.object),

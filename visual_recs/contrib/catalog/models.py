@@ -31,6 +31,15 @@ class AbstractProduct(models.Model):
     is_active = models.BooleanField(_("active"), default=True, db_index=True)
     sku = models.CharField(_("SKU"), max_length=64, blank=True)
     price = models.DecimalField(_("price"), max_digits=10, decimal_places=2, null=True, blank=True)
+    stock = models.PositiveIntegerField(
+        _("stock"), null=True, blank=True, help_text=_("Units for sale; empty: not tracked. At 0 it leaves every strip at once.")
+    )
+    group = models.CharField(
+        _("variant group"),
+        max_length=64,
+        blank=True,
+        help_text=_("Products sharing it are variants of one (a style number): a strip shows one of them at most."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -7,7 +7,8 @@ Oscar decides what a product's photo is (``primary_image()``: the first image by
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.db.models.fields.files import FieldFile
 
 
@@ -43,3 +44,18 @@ def browsable(queryset):
 def children(product):
     """A parent's children: a child without images shows its parent's, so follows its changes."""
     return product.children.all()
+
+
+def available(queryset):
+    """Those of ``queryset`` Oscar's default strategy sells now, in one query (``Exists``).
+
+    As ``StockRequired`` decides ``is_available_to_buy``: a product needs a stock record, and
+    free stock on it (``num_in_stock`` above ``num_allocated``) unless its class does not track
+    stock (a child's class is its parent's); a parent is available when one of its children is.
+    Oscar looks at the product's first stock record, this at any of them. A shop with its own
+    strategy overrides ``OscarProducts.available``.
+    """
+    stock_records = queryset.model._meta.get_field("stockrecords").related_model._default_manager
+    untracked = Q(product__product_class__track_stock=False) | Q(product__parent__product_class__track_stock=False)
+    sellable = stock_records.filter(untracked | Q(num_in_stock__gt=Coalesce(F("num_allocated"), 0)))
+    return queryset.filter(Exists(sellable.filter(product=OuterRef("pk"))) | Exists(sellable.filter(product__parent=OuterRef("pk"))))

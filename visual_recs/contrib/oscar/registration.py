@@ -12,8 +12,10 @@ class OscarProducts(ModelPhotos):
     """Oscar's catalogue (forked or not): its photos, variants and ``browsable()`` products.
 
     The photo is the file of ``primary_image()`` (a child without images has its parent's),
-    ``ProductImage`` rows are the photo model, children are dependants, and what may be
-    recommended is ``browsable()``. Subclass it to choose a partition and what a fit learns from::
+    ``ProductImage`` rows are the photo model, children are dependants, what may be
+    recommended is ``browsable()``, what may be bought now is what Oscar's default strategy
+    sells (``available()``: a stock record with free stock, or a class not tracking stock), and
+    a parent and its children are one variant group. Subclass it to choose a partition and what a fit learns from::
 
         class Products(OscarProducts):
             partition_field = "attribute:gender"      # or "product_class", or a field
@@ -45,6 +47,13 @@ class OscarProducts(ModelPhotos):
 
     def shown(self, queryset):
         return hooks.browsable(queryset)
+
+    def available(self, queryset):
+        return hooks.available(queryset)
+
+    def group(self, product):
+        # A child is a variant of its parent: one group, so a strip shows one of them at most.
+        return product.parent_id or product.pk
 
     def dependants(self, product):
         return hooks.children(product)
