@@ -12,19 +12,16 @@ from tqdm import tqdm
 
 from visual_recs import indexing
 from visual_recs.indexing import Summary
+from visual_recs.management.output import unwrapped
 
 
 def progress_bar(stream: OutputWrapper | TextIO, **options: Any) -> tqdm:
     """A tqdm bar that redraws in place on a command's ``self.stderr``.
 
-    tqdm redraws with a carriage return and no newline; Django's ``OutputWrapper`` appends a
-    newline to every write, which would print each redraw on a line of its own. So the bar
-    writes to the stream the wrapper wraps.
+    tqdm redraws with a carriage return and no newline, so the bar writes to the stream the
+    command's wrapper wraps (see ``unwrapped``).
     """
-    # A command run by call_command(stdout=self.stdout) gets a wrapper around a wrapper.
-    while isinstance(stream, OutputWrapper):
-        stream = stream._out
-    return tqdm(file=stream, **options)
+    return tqdm(file=unwrapped(stream), **options)
 
 
 MAX_LISTED = 20  # failures listed one by one; the rest are counted

@@ -15,3 +15,15 @@ def selected_models(key: str | None) -> list[IndexedModel]:
         return [registry.get(key)] if key else list(registry.indexed_models().values())
     except NotRegistered as exc:
         raise CommandError(str(exc)) from exc
+
+
+def check_partition(selected: list[IndexedModel], partition: str | None) -> None:
+    """CommandError when ``--partition`` is given and one of ``selected`` has no partitions.
+
+    Checked before any work, so a command never does one model's work and then stops at the next.
+    """
+    if partition is None:
+        return
+    for indexed_model in selected:
+        if not indexed_model.partitioned:
+            raise CommandError(f"{indexed_model.key} has no partitions.")

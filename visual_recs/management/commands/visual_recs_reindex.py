@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from visual_recs import indexing
 from visual_recs.conf import app_settings
 from visual_recs.management.progress import index_here, progress_bar
-from visual_recs.management.selection import selected_models
+from visual_recs.management.selection import check_partition, selected_models
 from visual_recs.queue import enqueue_indexing
 
 
@@ -27,11 +27,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, key=None, partition=None, force=False, pending=False, sync=False, batch_size=64, **options):
         selected = selected_models(key)
+        check_partition(selected, partition)
         for indexed_model in selected:
             queryset = indexing.objects_needing_work(indexed_model) if pending else indexed_model.all()
             if partition is not None:
-                if not indexed_model.partitioned:
-                    raise CommandError(f"{indexed_model.key} has no partitions.")
                 queryset = indexed_model.in_partition(queryset, partition)
             queryset = queryset.order_by("pk")
             total = queryset.count()
