@@ -66,7 +66,7 @@ def expected_record(product: Product, limit: int = 5) -> dict:
         {
             "rank": item.rank,
             "id": item.object.pk,
-            "distance": round(float(item.distance), 6),
+            "distance": None if item.distance is None else round(float(item.distance), 6),
             "origin": item.origin,
             "title": item.object.title,
             "url": None,  # the bundled Product has no get_absolute_url in the test settings
@@ -91,6 +91,22 @@ def test_jsonl_is_each_shown_products_list_as_its_page_shows_it(catalog):
     no_photo = by_id[catalog["no_photo"].pk]
     assert (no_photo["status"], no_photo["items"]) == ("no_image", [])
     assert err.strip() == summary_line(records)
+
+
+def test_a_pinned_item_is_exported_where_the_rule_puts_it_without_a_distance(catalog):
+    from django.contrib.contenttypes.models import ContentType
+
+    from visual_recs.models import Rule
+
+    source, women = catalog["shown"][0], [p for p in catalog["shown"] if p.gender == "Women"]
+    men = [p for p in catalog["shown"] if p.gender == "Men" and p.pk != source.pk and p.image]
+    content_type = ContentType.objects.get_for_model(Product)
+    Rule.objects.create(content_type=content_type, kind="pin", source_id=str(source.pk), target_id=str(men[-1].pk), position=1)
+    records = {record["id"]: record for record in jsonl(export("--model", "products", "--no-progress")[0])}
+    first = records[source.pk]["items"][0]
+    assert (first["id"], first["origin"], first["distance"]) == (men[-1].pk, "pinned", None)
+    assert records[source.pk] == expected_record(source)
+    assert all(item["origin"] == "visual" for item in records[women[0].pk]["items"])
 
 
 def test_limit_and_partition_select_what_is_written(catalog):

@@ -82,7 +82,8 @@ def _item(indexed_model: IndexedModel, similar: indexing.Similar, base_url: str 
     return {
         "rank": similar.rank,
         "id": similar.object.pk,
-        "distance": round(float(similar.distance), 6),
+        # None for an item a rule pinned or the fallback brought: it is no neighbour by photo.
+        "distance": None if similar.distance is None else round(float(similar.distance), 6),
         "origin": similar.origin,
         "title": indexed_model.title_of(similar.object),
         # A path is made absolute on the shop's address; a URL that is already absolute stays as it is.

@@ -23,6 +23,7 @@ can import it before Django is set up.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -200,8 +201,13 @@ def entry_name(entry: LearnFrom) -> str:
     return entry if isinstance(entry, str) else getattr(entry, "__name__", repr(entry))
 
 
+@functools.lru_cache(maxsize=None)
 def concrete_fields(model: type) -> dict[str, Any]:
-    """The model's concrete, non-many-to-many fields by name and by attname (``category``, ``category_id``)."""
+    """The model's concrete, non-many-to-many fields by name and by attname (``category``, ``category_id``).
+
+    Cached per model class (a strip reads a field of each candidate through ``value_of``); the
+    dict is shared, so callers only read it.
+    """
     fields = {}
     for field in model._meta.concrete_fields:
         fields[field.name] = fields[field.attname] = field

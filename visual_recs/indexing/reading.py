@@ -269,13 +269,14 @@ class Strip:
         self.kept: list[tuple[float, str, Similar]] = []
         self.pinned: list[Similar] = []
         self.fallen_back: list[Similar] = []
-        pins = self.rules.pins
-        if pins:
-            self._take_pins(pins)
+        # Pins beyond this strip's length do nothing here: the item may still show where its distance puts it.
+        # The others are read with the first batch of candidates (one query for both).
+        self._pins_to_place = [pin for pin in self.rules.pins if pin.position <= limit]
+        self.seen_ids.update(pin.target_id for pin in self._pins_to_place)
 
     @property
     def short(self) -> bool:
-        return len(self.kept) + len(self.pinned) + len(self.fallen_back) < self.limit
+        return len(self.kept) + len(self._pins_to_place) + len(self.pinned) + len(self.fallen_back) < self.limit
 
     def _objects(self, object_ids: list[str]) -> dict[str, models.Model]:
         """The objects of these ids that may be shown and bought now, by ``str(pk)``, in one query."""
@@ -297,24 +298,25 @@ class Strip:
             return False
         return self.indexed_model.group_of(obj) not in self.groups
 
-    def _take_pins(self, pins) -> None:
-        objects = self._objects([pin.target_id for pin in pins if pin.position <= self.limit])
-        for pin in pins:
-            if pin.position > self.limit:
-                continue  # beyond this strip: the item may still show where its distance puts it
+    def _place_pins(self, objects: dict[str, models.Model]) -> None:
+        """Put the pinned items that may be shown (in ``objects``, read with a batch of candidates) in the strip."""
+        for pin in self._pins_to_place:
             obj = objects.get(pin.target_id)
-            self.seen_ids.add(pin.target_id)
             if obj is None or not self._fits(obj, self.partition):
                 continue  # hidden, sold out, deleted, in another partition, excluded
             self.groups.add(self.indexed_model.group_of(obj))
             self.pinned.append(Similar(obj, None, pin.position, origin="pinned", rule_id=pin.rule_id))
+        self._pins_to_place = []
 
     def add(self, hits: list[_Hit]) -> None:
         """Keep those of ``hits`` (nearest first) that may be shown, up to what the strip needs."""
         hits = [hit for hit in hits if hit.object_id not in self.seen_ids]
-        if not hits or not self.short:
+        pins = self._pins_to_place
+        if not pins and (not hits or not self.short):
             return
-        objects = self._objects([hit.object_id for hit in hits])
+        objects = self._objects([hit.object_id for hit in hits] + [pin.target_id for pin in pins])
+        if pins:
+            self._place_pins(objects)  # first: their groups keep their variants out of the rest
         for hit in hits:
             self.seen_ids.add(hit.object_id)
             obj = objects.get(hit.object_id)
@@ -334,6 +336,8 @@ class Strip:
 
     def fill_from(self, candidates: models.QuerySet | None) -> None:
         """Fill what the strip still lacks from ``candidates`` (in their order), marked "fallback"."""
+        if self._pins_to_place:
+            self.add([])
         if candidates is None:
             return
         for obj in candidates.exclude(pk__in=self._seen_pks())[: 4 * self.limit]:
@@ -357,6 +361,8 @@ class Strip:
 
     def items(self) -> list[Similar]:
         """The strip: kept items by boosted distance (ties by id), then the fallback's, with the pins in their places."""
+        if self._pins_to_place:
+            self.add([])  # a strip without candidates still shows its pins
         ranked = [item for _, _, item in sorted(self.kept)]
         flowing = iter((ranked + self.fallen_back)[: self.limit - len(self.pinned)])
         pins = list(self.pinned)  # by position
