@@ -158,7 +158,7 @@ def test_the_mixin_gives_a_shops_own_admin_the_columns_action_and_preview_in_one
     assert {"some_action_of_the_shop", "reindex_visual_features"} <= set(model_admin.get_actions(request))
     garment = Garment(name="A garment", audience="kids")
     fieldsets = model_admin.get_fieldsets(request, garment)
-    assert fieldsets[-1][1]["fields"] == ["visual_recs_status", "visual_recs_similar"]
+    assert fieldsets[-1][1]["fields"] == ["visual_recs_status", "visual_recs_similar", "visual_recs_rules"]
     assert not any("visual_recs_similar" in options["fields"] for _, options in fieldsets[:-1])
     assert model_admin.get_fieldsets(request, None)[-1][0] != "Visual recommendations"  # not on the add page
 

@@ -9,8 +9,11 @@ the bundled Product)::
 
 It adds a thumbnail and an index-status column to the change list, the "Reindex visual
 features" action (for users who may change the model), and on the change page a "Visual
-recommendations" section: the status with the failure reason, and the similar items with
-their distances.
+recommendations" section: the status with the failure reason, the similar items with
+their distances, and links to the product's merchandising rules.
+
+``RuleAdmin`` edits those rules (``visual_recs.forms.RuleForm``, which Oscar's dashboard
+uses too).
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from django.db import models
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.text import Truncator
 from django.utils.translation import gettext, gettext_lazy as _
 
-from . import indexing, queue, registry
-from .models import FeatureVector, IndexStatus
+from . import forms, indexing, queue, registry
+from .models import FeatureVector, IndexStatus, Rule
 
 REINDEX_ACTION = "reindex_visual_features"
 #: Objects per queued task: one pass of the network over a batch, as the reindex command queues.
@@ -44,7 +48,7 @@ class VisualRecsAdminMixin:
 
     #: How many similar items the change page previews.
     visual_recs_preview_limit = 10
-    visual_recs_detail_fields = ("visual_recs_status", "visual_recs_similar")
+    visual_recs_detail_fields = ("visual_recs_status", "visual_recs_similar", "visual_recs_rules")
 
     # --- change list ---
 
@@ -117,6 +121,20 @@ class VisualRecsAdminMixin:
 
     # --- change page ---
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            # What this user may do with rules, for the section's links: a display function gets only the object.
+            obj._visual_recs_rule_access = self._visual_recs_rule_access(request)
+        return obj
+
+    def _visual_recs_rule_access(self, request: HttpRequest) -> tuple[bool, bool]:
+        """(may view rules, may add one) in this admin site; both False where ``RuleAdmin`` is not registered."""
+        rule_admin = self.admin_site._registry.get(Rule)
+        if rule_admin is None:
+            return False, False
+        return rule_admin.has_view_permission(request), rule_admin.has_add_permission(request)
+
     def get_readonly_fields(self, request: HttpRequest, obj: models.Model | None = None):
         fields = tuple(super().get_readonly_fields(request, obj))
         if obj is None:
@@ -160,6 +178,29 @@ class VisualRecsAdminMixin:
         return format_html(
             '<ol style="display:flex;flex-wrap:wrap;gap:12px;list-style:none;margin:0;padding:0">{}</ol>', cards
         )
+
+    @admin.display(description=_("merchandising rules"))
+    def visual_recs_rules(self, obj: models.Model) -> str:
+        """"Rules for this product (N)", to the rule list filtered to it, and "Add a rule" with it filled in."""
+        may_view, may_add = getattr(obj, "_visual_recs_rule_access", (False, False))
+        content_type = registry.for_model(obj).content_type
+        links = []
+        if may_view:
+            count = Rule.objects.filter(content_type=content_type, source_id=str(obj.pk)).count()
+            query = {"content_type__id__exact": content_type.pk, "source_id": str(obj.pk)}
+            links.append((
+                self._visual_recs_rule_url("changelist", query),
+                gettext("Rules for this %(model)s (%(count)d)") % {"model": obj._meta.verbose_name, "count": count},
+            ))
+        if may_add:
+            query = {"content_type": content_type.pk, "source_id": str(obj.pk)}
+            links.append((self._visual_recs_rule_url("add", query), gettext("Add a rule")))
+        if not links:
+            return "—"
+        return format_html_join(" · ", '<a href="{}">{}</a>', links)
+
+    def _visual_recs_rule_url(self, view: str, query: dict) -> str:
+        return f"{reverse(f'{self.admin_site.name}:visual_recs_rule_{view}')}?{urlencode(query)}"
 
     @staticmethod
     def _visual_recs_parts(parts: dict[str, float]) -> str:
@@ -214,3 +255,46 @@ class FeatureVectorAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: FeatureVector | None = None) -> bool:
         return False
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    """Merchandising rules: the registered model, the kind, the scope and what it acts on, checked by ``RuleForm``.
+
+    The list names each rule's product and item by title, read in one query per model for the
+    page (``forms.label_rules``); a product deleted since reads "deleted (id X)".
+    """
+
+    form = forms.RuleForm
+    list_display = ("kind", "product", "items", "scope", "active", "note")
+    list_filter = ("kind", "active")
+    list_select_related = ("content_type",)
+    # Ids exactly (a search for 12 is not one for 112), the note by its words.
+    search_fields = ("=source_id", "=target_id", "note")
+    fieldsets = (
+        (None, {"fields": ("content_type", "kind", "active", "note")}),
+        (_("Scope"), {"fields": ("source_id", "partition")}),
+        (_("What it does"), {"fields": ("target_id", "position", "field", "value", "within_percent", "strength")}),
+    )
+
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        forms.label_rules(changelist.result_list)
+        return changelist
+
+    def save_model(self, request: HttpRequest, obj: Rule, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        for warning in form.warnings():
+            self.message_user(request, warning, messages.WARNING)
+
+    @admin.display(description=_("product"), ordering="source_id")
+    def product(self, rule: Rule) -> str:
+        return forms.labelled(rule, "source") or "—"
+
+    @admin.display(description=_("items"))
+    def items(self, rule: Rule) -> str:
+        return forms.describe_items(rule)
+
+    @admin.display(description=_("scope"))
+    def scope(self, rule: Rule) -> str:
+        return forms.describe_scope(rule)

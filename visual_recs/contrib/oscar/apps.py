@@ -17,6 +17,13 @@ class VisualRecsOscarConfig(application.OscarDashboardConfig):
     namespace = "visual_recs_oscar"
     default_auto_field = "django.db.models.BigAutoField"
     default_permissions = ["is_staff"]
+    # The rule pages: staff holding the rule's model permissions, as Oscar's own dashboards map theirs.
+    permissions_map = {
+        "visual-recs-rules": (["is_staff", "visual_recs.view_rule"], ["is_staff", "visual_recs.change_rule"]),
+        "visual-recs-rule-create": ["is_staff", "visual_recs.add_rule"],
+        "visual-recs-rule-update": ["is_staff", "visual_recs.change_rule"],
+        "visual-recs-rule-delete": ["is_staff", "visual_recs.delete_rule"],
+    }
 
     def ready(self) -> None:
         from . import bulk_actions, recommendations
@@ -25,6 +32,12 @@ class VisualRecsOscarConfig(application.OscarDashboardConfig):
         bulk_actions.follow()
 
     def get_urls(self):
-        from .views import IndexStatusView
+        from . import views
 
-        return self.post_process_urls([path("", IndexStatusView.as_view(), name="visual-recs-index")])
+        return self.post_process_urls([
+            path("", views.IndexStatusView.as_view(), name="visual-recs-index"),
+            path("rules/", views.RuleListView.as_view(), name="visual-recs-rules"),
+            path("rules/add/", views.RuleCreateView.as_view(), name="visual-recs-rule-create"),
+            path("rules/<int:pk>/", views.RuleUpdateView.as_view(), name="visual-recs-rule-update"),
+            path("rules/<int:pk>/delete/", views.RuleDeleteView.as_view(), name="visual-recs-rule-delete"),
+        ])
