@@ -121,9 +121,12 @@ def test_pins_that_cannot_apply_are_left_out_quietly(men, women):
     rule(Rule.Kind.PIN, source_id=str(source.pk), target_id=str(women[0].pk), position=2)  # another partition
     rule(Rule.Kind.PIN, source_id=str(source.pk), target_id=nearest[3], position=9)  # beyond the strip
     rule(Rule.Kind.PIN, source_id=str(source.pk), target_id="not-a-number", position=3)
+    rule(Rule.Kind.EXCLUDE, source_id=str(source.pk), target_id="9" * 30)  # made in code: no form checked it
     rule(Rule.Kind.PIN, source_id=str(source.pk), target_id=str(source.pk), position=4)  # itself
     assert strip(source) == nearest
-    assert strip(source, limit=12)[8] == nearest[3]  # in a strip that long, at 9
+    assert strip(source, limit=12)[8] == nearest[3]
+    rule(Rule.Kind.PIN, source_id=str(source.pk), target_id="9" * 30, position=1)
+    assert strip(source) == nearest  # in a strip that long, at 9
 
 
 def test_a_product_rule_wins_its_position_over_the_partitions(men):

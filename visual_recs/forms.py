@@ -27,15 +27,13 @@ from django.utils.translation import gettext
 
 from . import registry
 from .conf import app_settings
+from .indexing.merchandising import MAX_STRENGTH
 from .models import FeatureVector, Rule
 from .registry import IndexedModel
 from .templatetags.visual_recs import DEFAULT_LIMIT
 
 #: The last place a pin may take: beyond the longest strip a page would ask for.
 PIN_POSITIONS = 50
-#: A boost takes at most this share of a matching item's distance: it moves items up, never
-#: makes an unlike item the nearest.
-MAX_STRENGTH = 0.9
 #: How many of a model's partitions the message about an unknown one names.
 PARTITIONS_NAMED = 20
 
@@ -65,24 +63,9 @@ def registrations() -> dict[int, IndexedModel]:
     return found
 
 
-def pk_of(indexed_model: IndexedModel, object_id: str) -> Any:
-    """The primary key ``object_id`` names, as the model's field reads it; None when it cannot be one.
-
-    "abc" for an integer key, or an integer beyond the database's range (its validators say so):
-    one such value in a ``pk__in`` would make the whole query find nothing.
-    """
-    field = indexed_model.model._meta.pk
-    try:
-        pk = field.to_python(object_id)
-        field.run_validators(pk)
-    except (ValidationError, ValueError, TypeError):
-        return None
-    return pk
-
-
 def existing_objects(indexed_model: IndexedModel, object_ids: Iterable[str]) -> dict[str, Any]:
     """The objects of ``object_ids`` that exist, by id as given: ``{object_id: the object}``, in one query."""
-    pks = {object_id: pk_of(indexed_model, object_id) for object_id in object_ids}
+    pks = {object_id: indexed_model.pk_from(object_id) for object_id in object_ids}
     wanted = {pk for pk in pks.values() if pk is not None}
     if not wanted:
         return {}

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.fields.files import FieldFile
 from django.utils.module_loading import import_string
@@ -156,6 +157,20 @@ class IndexedModel:
             value = self.declaration.value_of(obj, entry)
             labels[name] = "" if value is None else str(value).strip()
         return labels
+
+    def pk_from(self, object_id: str) -> Any:
+        """The primary key ``object_id`` (text, as the app's tables keep ids) names; None when it cannot be one.
+
+        "abc" for an integer key, or an integer beyond the database's range (its validators say
+        so): one such value in a ``pk__in`` would fail, or make the whole query find nothing.
+        """
+        field = self.model._meta.pk
+        try:
+            pk = field.to_python(object_id)
+            field.run_validators(pk)
+        except (ValidationError, ValueError, TypeError):
+            return None
+        return pk
 
     def value_of(self, obj: models.Model, name: Any) -> Any:
         """What ``obj`` holds under ``name``, read as the declaration reads its options (``value_of``)."""

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import OuterRef, Subquery
 
@@ -280,14 +279,9 @@ class Strip:
 
     def _objects(self, object_ids: list[str]) -> dict[str, models.Model]:
         """The objects of these ids that may be shown and bought now, by ``str(pk)``, in one query."""
-        to_pk = self.indexed_model.model._meta.pk.to_python
         candidates = self.indexed_model.shown_now().prefetch_related(*self.indexed_model.prefetch)
-        pks = []
-        for object_id in object_ids:
-            try:
-                pks.append(to_pk(object_id))
-            except ValidationError:
-                continue  # a rule naming an id this model cannot have
+        # An id this model cannot have (a rule made in code, say) is left out, not a failed query.
+        pks = [pk for pk in map(self.indexed_model.pk_from, object_ids) if pk is not None]
         return {str(pk): obj for pk, obj in candidates.in_bulk(pks).items()}
 
     def _fits(self, obj: models.Model, hit_partition: str | None) -> bool:
@@ -350,14 +344,8 @@ class Strip:
             self.fallen_back.append(Similar(obj, None, 0, origin="fallback"))
 
     def _seen_pks(self) -> list:
-        to_pk = self.indexed_model.model._meta.pk.to_python
-        pks = [] if self.source is None else [self.source.pk]
-        for object_id in self.seen_ids:
-            try:
-                pks.append(to_pk(object_id))
-            except ValidationError:
-                continue
-        return pks
+        seen = [pk for pk in map(self.indexed_model.pk_from, self.seen_ids) if pk is not None]
+        return seen if self.source is None else [self.source.pk, *seen]
 
     def items(self) -> list[Similar]:
         """The strip: kept items by boosted distance (ties by id), then the fallback's, with the pins in their places."""
