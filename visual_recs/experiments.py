@@ -105,7 +105,10 @@ def visitor_id(request: HttpRequest | None) -> str | None:
 
 def arm_for(request: HttpRequest | None) -> Arm | None:
     """The visitor's arm of the configured experiment; None with no experiment or no visitor id."""
-    experiment = configured()
+    return _arm_in(configured(), request)
+
+
+def _arm_in(experiment: Experiment | None, request: HttpRequest | None) -> Arm | None:
     visitor = visitor_id(request)
     if experiment is None or visitor is None:
         return None
@@ -119,9 +122,10 @@ def recommend(request: HttpRequest | None, obj: models.Model, limit: int) -> tup
     The one place pages and the API read a strip through, so both show a visitor the same arm.
     With an experiment but no visitor id, the first arm's options (and no arm).
     """
-    arm = arm_for(request)
-    if arm is not None:
-        return indexing.recommendations(obj, limit, **arm.options), arm
     experiment = configured()
-    options = next(iter(experiment.arms.values())) if experiment is not None else {}
-    return indexing.recommendations(obj, limit, **options), None
+    arm = _arm_in(experiment, request)
+    if arm is not None:
+        options = arm.options
+    else:
+        options = next(iter(experiment.arms.values())) if experiment is not None else {}
+    return indexing.recommendations(obj, limit, **options), arm
