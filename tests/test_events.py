@@ -485,7 +485,8 @@ def test_the_strip_gives_each_card_a_token_and_loads_the_script_once(men, events
 
 
 def test_the_as_form_gives_the_tokens_to_custom_markup(men, events_on, rf):
-    html = render_strip(page_request(rf), men[0], "{% similar_items product limit=2 as items %}{% for i in items %}[{{ i.event_token }}]{% endfor %}")
+    source = "{% similar_items product limit=2 as items %}{% for i in items %}[{{ i.event_token }}]{% endfor %}"
+    html = render_strip(page_request(rf), men[0], source)
     assert html.count("[ey") == 2
 
 
@@ -579,7 +580,10 @@ def test_the_report_counts_in_the_database(seeded, django_assert_num_queries):
     assert report.total == reports.Row("All cards", 250, 32)
     assert [(row.label, row.impressions, row.clicks) for row in report.positions] == [("1", 100, 10), ("2", 100, 20), ("3", 50, 2)]
     assert [(row.label, row.impressions) for row in report.partitions] == [("Men", 150), ("Women", 100)]
-    assert [(row.label, row.impressions, row.clicks) for row in report.origins] == [("pinned by a rule", 40, 2), ("visual neighbour", 210, 30)]
+    assert [(row.label, row.impressions, row.clicks) for row in report.origins] == [
+        ("pinned by a rule", 40, 2),
+        ("visual neighbour", 210, 30),
+    ]
     assert [(row.label, row.impressions) for row in report.rules] == [(str(seeded), 40), ("deleted rule #99", 10)]
     (experiment,) = report.experiments
     assert [(arm.label, arm.impressions, arm.clicks) for arm in experiment.arms] == [("a", 100, 10), ("b", 100, 20)]

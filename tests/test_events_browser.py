@@ -76,7 +76,11 @@ def test_the_strip_reports_impressions_and_a_click_and_the_report_shows_them(sho
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", cards[0])
 
     def impressions():
-        found = rows(database, f"SELECT position, arm, experiment FROM visual_recs_event WHERE kind = 'impression' AND source_id = '{product}' ORDER BY position")
+        found = rows(
+            database,
+            "SELECT position, arm, experiment FROM visual_recs_event "
+            f"WHERE kind = 'impression' AND source_id = '{product}' ORDER BY position",
+        )
         return found if len(found) >= 5 else None
 
     seen = wait_for(impressions, timeout=30, what="the strip's impressions in the database")
