@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The anonymous visitor id of an A/B split; it sets no cookie while no EXPERIMENT is configured.
+    "visual_recs.middleware.VisitorMiddleware",
 ]
 
 ROOT_URLCONF = "demo_shop.urls"
@@ -159,6 +161,8 @@ VISUAL_RECS = {
     },
     "NEIGHBOURS": 20,
     "QUEUE": "visual_recs",
+    # Impressions and clicks of the strip, for the admin's "Recommendation performance" (docs/measurement.md).
+    "EVENTS": True,
 }
 if os.environ.get("VISUAL_RECS_INDEX") == "pgvector":
     # 2,048 network features + 242 colour bins; a fit's shorter vectors are padded to it.

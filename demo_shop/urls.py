@@ -1,4 +1,4 @@
-"""The demo shop's URLs: its pages, the admin, and the app's REST API when it is installed."""
+"""The demo shop's URLs: its pages, the admin, the events endpoint, and the app's REST API when it is installed."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("products/<int:pk>/", views.product_detail, name="product-detail"),
     path("search/", views.search, name="search"),
     path("admin/", admin.site.urls),
+    # The events endpoint the strip reports impressions and clicks to (plain Django, no DRF).
+    path("visual-recs/", include("visual_recs.urls")),
 ]
 
 # The REST API is an optional extra of the app (`pip install django-visual-recs[api]`).

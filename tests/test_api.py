@@ -470,6 +470,7 @@ def test_the_core_never_imports_rest_framework():
         )
         django.setup()
         import visual_recs.admin, visual_recs.checks, visual_recs.indexing, visual_recs.signals, visual_recs.tasks
+        import visual_recs.urls, visual_recs.middleware, visual_recs.reports  # the events endpoint and report
         from django.template import engines
         engines["django"].from_string("{% load visual_recs %}{% similar_items product %}")
         print("core ok")

@@ -25,7 +25,7 @@ from tests.conftest import CATALOG_DIR, ids_of, photo_bytes, use_fake_extractor 
 from tests.oscar_shop import catalogue  # noqa: E402
 from tests.oscar_shop.dashboard import form_fields  # noqa: E402
 from tests.oscar_shop.installed import SHOP_MODELS, SHOP_SETTINGS  # noqa: E402
-from visual_recs import indexing, registry  # noqa: E402
+from visual_recs import events, indexing, registry  # noqa: E402
 from visual_recs.checks import check_models  # noqa: E402
 from visual_recs.contrib.oscar import OscarProducts  # noqa: E402
 from visual_recs.contrib.oscar.hooks import primary_photo  # noqa: E402
@@ -151,6 +151,16 @@ def test_products_made_in_the_dashboard_are_indexed_shown_and_recommended(staff,
     assert [product.pk for product in first.sorted_recommended_products] == similar_ids(first)[:4]
     assert WrittenRecommendation.objects.filter(recommendation__primary=first).count() == 3
     assert "Recommended items" in staff.get(first.get_absolute_url()).content.decode()
+
+
+def test_with_events_on_oscars_strip_reports_its_cards(staff, committed, women, settings):
+    dresses = [create_product(staff, committed, f"Dress {n}", "Women", [pid]) for n, pid in enumerate(women[:4])]
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "EVENTS": True}
+    html = staff.get(dresses[0].get_absolute_url(), HTTP_USER_AGENT="Mozilla/5.0 Chrome/124.0").content.decode()
+    strip = re.search(r'<section class="visual-recs-similar">(.*?)</section>', html, re.S).group(1)
+    tokens = re.findall(r'data-visual-recs-event="([^"]+)"', strip)
+    assert [events.read_token(token, "impression").target_id for token in tokens] == [str(pk) for pk in similar_ids(dresses[0])[:4]]
+    assert strip.count('src="/static/visual_recs/events.js" data-endpoint="/visual-recs/events/"') == 1
 
 
 def test_the_cards_photos_come_from_prefetched_images_not_a_query_each(

@@ -21,16 +21,18 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import model_ngettext, quote
+from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.text import Truncator
 from django.utils.translation import gettext, gettext_lazy as _
 
-from . import forms, indexing, queue, registry
-from .models import FeatureVector, IndexStatus, Rule
+from . import forms, indexing, queue, registry, reports
+from .models import Event, FeatureVector, IndexStatus, Rule
 
 REINDEX_ACTION = "reindex_visual_features"
 #: Objects per queued task: one pass of the network over a batch, as the reindex command queues.
@@ -298,3 +300,48 @@ class RuleAdmin(admin.ModelAdmin):
     @admin.display(description=_("scope"))
     def scope(self, rule: Rule) -> str:
         return forms.describe_scope(rule)
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """Read-only: events come from shoppers' browsers only; the report sums them up.
+
+    The report ("Recommendation performance") is linked from the change list and needs the
+    ``visual_recs.view_event`` permission, as the list does.
+    """
+
+    list_display = ("created_at", "kind", "source_id", "target_id", "position", "origin", "partition", "rule_id", "arm")
+    list_filter = ("kind", "origin", "arm", "created_at")
+    list_select_related = ("content_type",)
+    search_fields = ("source_id", "target_id")
+    date_hierarchy = "created_at"
+    change_list_template = "admin/visual_recs/event/change_list.html"
+    report_template = "admin/visual_recs/event/report.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
+        return False  # the sweep deletes them after EVENT_RETENTION_DAYS
+
+    def get_urls(self) -> list:
+        report = self.admin_site.admin_view(self.report_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_report"
+        return [path("report/", report, name=name), *super().get_urls()]
+
+    def report_view(self, request: HttpRequest) -> HttpResponse:
+        """Click-through by position (a chart), partition, origin and rule, and the A/B test's arms."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days = reports.period(request.GET.get("days"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Recommendation performance"),
+            "report": reports.build(days),
+            "periods": reports.PERIODS,
+        }
+        return TemplateResponse(request, self.report_template, context)

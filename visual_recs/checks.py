@@ -12,7 +12,7 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.utils.module_loading import import_string
 
-from . import queue, registration, registry
+from . import experiments, queue, registration, registry
 from .conf import app_settings
 from .exceptions import WeightsError
 
@@ -490,3 +490,24 @@ def _broker_url() -> str:
     url = (app.conf.broker_url if app is not None else None) or getattr(settings, "CELERY_BROKER_URL", None) or ""
     # Kombu takes failover brokers separated by ";": the first is the one used while it answers.
     return str(url).split(";")[0].strip()
+
+
+@checks.register()
+def check_experiment(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """``EXPERIMENT`` is None or ``{"name": str, "arms": {arm: options}}`` with two or more arms,
+    each one's options keyword arguments ``indexing.recommendations`` takes.
+
+    At run time a malformed experiment is ignored (every visitor gets the plain strip), so the
+    mistake is only seen here.
+    """
+    problem = experiments.experiment_problem(app_settings.EXPERIMENT)
+    if not problem:
+        return []
+    return [
+        _error(
+            f"VISUAL_RECS['EXPERIMENT'] {problem}; no experiment runs until it is fixed.",
+            "visual_recs.E018",
+            hint="e.g. {'name': 'rules-vs-plain', 'arms': {'a': {}, 'b': {'rules': False}}}: each arm's dict is "
+            "keyword arguments of indexing.recommendations(obj, limit, **options).",
+        )
+    ]

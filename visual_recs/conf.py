@@ -117,6 +117,34 @@ class AppSettings:
         return int(self._get("MAX_ATTEMPTS", 3))
 
     @property
+    def EVENTS(self) -> bool:
+        """Record impressions and clicks of the strip (opt-in): the page signs a token per card and
+        a small script reports them to ``visual_recs:events`` (docs/measurement.md)."""
+        return bool(self._get("EVENTS", False))
+
+    @property
+    def EVENT_TOKEN_MAX_AGE(self) -> int:
+        """Seconds a card's event token is accepted after the page signed it; older ones are dropped."""
+        return int(self._get("EVENT_TOKEN_MAX_AGE", 24 * 60 * 60))
+
+    @property
+    def EVENTS_RATE(self) -> int:
+        """Events a minute accepted from one client address (an IPv6 /64 counts as one); the rest are dropped."""
+        return int(self._get("EVENTS_RATE", 600))
+
+    @property
+    def EVENT_RETENTION_DAYS(self) -> int:
+        """Days events are kept; the sweep deletes older ones, a bounded batch at a time."""
+        return int(self._get("EVENT_RETENTION_DAYS", 90))
+
+    @property
+    def EXPERIMENT(self) -> dict[str, Any] | None:
+        """An A/B split of the strip: ``{"name": str, "arms": {arm: options}}``, each arm's options
+        being keyword arguments of ``indexing.recommendations``. None: no experiment. Checked by
+        ``visual_recs.E018``; a malformed one is ignored at run time (``experiments.configured``)."""
+        return self._get("EXPERIMENT", None)
+
+    @property
     def WEIGHTS_CACHE_DIR(self) -> Path:
         """Where built weight files are kept: setting, else ``$VISUAL_RECS_CACHE_DIR``, else ``~/.cache/visual_recs``."""
         configured = self._get("WEIGHTS_CACHE_DIR", None) or os.environ.get("VISUAL_RECS_CACHE_DIR")

@@ -12,6 +12,7 @@ import numpy as np
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -273,3 +274,50 @@ class Rule(models.Model):
         what = self.target_id or (f"{self.field}={self.value}" if self.value else self.field)
         where = f" at {self.position}" if self.kind == self.Kind.PIN and self.position else ""
         return f"{self.get_kind_display()}: {what}{where} ({scope})"
+
+
+class Event(models.Model):
+    """An impression or a click of one card of a strip, as the shopper's browser reported it.
+
+    Written only by the events endpoint, from tokens the page signed (``visual_recs.events``),
+    so every field but ``kind`` is what the server rendered. No user, no address, no user agent
+    is stored. ``rule_id`` is a plain number, not a foreign key: deleting a rule keeps its
+    history. ``nonce`` is drawn per card per render, so a replayed report is dropped by the
+    unique constraint.
+    """
+
+    class Kind(models.TextChoices):
+        IMPRESSION = "impression", _("impression")
+        CLICK = "click", _("click")
+
+    class Origin(models.TextChoices):
+        VISUAL = "visual", _("visual neighbour")
+        PINNED = "pinned", _("pinned by a rule")
+        FALLBACK = "fallback", _("fallback")
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    source_id = models.CharField(_("product"), max_length=255, help_text=_("The product whose page showed the strip."))
+    target_id = models.CharField(_("item"), max_length=255, help_text=_("The recommended item."))
+    position = models.PositiveSmallIntegerField(help_text=_("The card's place in the strip, from 1."))
+    partition = models.CharField(max_length=100, blank=True)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.VISUAL)
+    rule_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text=_("The rule that pinned or boosted the item (kept when the rule is deleted).")
+    )
+    experiment = models.CharField(max_length=100, blank=True)
+    arm = models.CharField(max_length=50, blank=True, help_text=_("The A/B arm the visitor was in; empty: none."))
+    nonce = models.CharField(max_length=32, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        constraints = [
+            # A report sent twice (a retried beacon, a replayed request) is one event.
+            models.UniqueConstraint(fields=["kind", "nonce"], name="visual_recs_event_unique_nonce"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.source_id} -> {self.target_id} at {self.position}"

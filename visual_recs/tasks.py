@@ -15,7 +15,7 @@ from celery import shared_task
 from django.core.cache import cache
 from django.db import DatabaseError
 
-from . import indexing, registry
+from . import events, indexing, registry
 from .backends import get_index
 from .conf import app_settings
 
@@ -79,9 +79,11 @@ def sweep() -> str:
 
     Schedule it with celery beat (every few minutes); ``visual_recs_reindex --pending`` does the same.
     It also lets the index backend drop what it keeps only for a while (``prune_changes``:
-    ``ExactIndex``'s change log older than its ``change_retention``).
+    ``ExactIndex``'s change log older than its ``change_retention``), and deletes events older
+    than ``EVENT_RETENTION_DAYS`` (``events.prune``: bounded batches, the rest next run).
     """
     get_index().prune_changes()
+    pruned_events = events.prune()
     summaries = []
     for indexed_model in registry.indexed_models().values():
         summary = indexing.index_many(indexing.objects_needing_work(indexed_model).iterator(chunk_size=500))
@@ -91,5 +93,7 @@ def sweep() -> str:
         reconciled = indexing.reconcile(indexed_model, after=cache.get(cursor_key), limit=RECONCILE_PER_RUN)
         cache.set(cursor_key, reconciled.next_after, timeout=None)
         summaries.append(f"{indexed_model.key}: {summary}, {repaired} lists finished, {reconciled}")
+    if pruned_events:
+        summaries.append(f"{pruned_events} old events deleted")
     logger.info("visual_recs sweep: %s", "; ".join(summaries))
     return "; ".join(summaries)

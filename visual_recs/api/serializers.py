@@ -75,18 +75,29 @@ class SimilarItemSerializer(ProductSerializer):
         help_text="Why the item is there: `visual` (a neighbour by photo), `pinned` (a merchandising rule) "
         "or `fallback` (filling a strip that rules, stock or variants left short).",
     )
+    event_token = serializers.CharField(
+        required=False,
+        help_text="Similar items with EVENTS on: the signed token to report this item's impression or click "
+        "with (POST visual-recs/events/, docs/measurement.md).",
+    )
 
 
-def _items(similar: list[indexing.Similar], context: dict[str, Any]) -> list[dict[str, Any]]:
+def _items(
+    similar: list[indexing.Similar], context: dict[str, Any], event_tokens: list[str] | None = None
+) -> list[dict[str, Any]]:
     serializer_class = product_serializer_class(context["indexed_model"])
-    return [
+    items = [
         {**serializer_class(item.object, context=context).data, "distance": item.distance, "origin": item.origin}
         for item in similar
     ]
+    for item, token in zip(items, event_tokens or ()):
+        item["event_token"] = token
+    return items
 
 
 class SimilarItemsSerializer(serializers.Serializer):
-    """``GET <key>/<pk>/similar/``: takes ``{"product": obj, "recommendations": Recommendations}``."""
+    """``GET <key>/<pk>/similar/``: takes ``{"product": obj, "recommendations": Recommendations,
+    "event_tokens": list[str] | None}`` (the tokens of ``events.tokens_for``, one per item)."""
 
     product = serializers.SerializerMethodField()
     partition = serializers.CharField(source="recommendations.partition")
@@ -103,7 +114,7 @@ class SimilarItemsSerializer(serializers.Serializer):
 
     @extend_schema_field(SimilarItemSerializer(many=True))
     def get_results(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        return _items(data["recommendations"].items, self.context)
+        return _items(data["recommendations"].items, self.context, data.get("event_tokens"))
 
 
 class SearchResultsSerializer(serializers.Serializer):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
+from ..utils import client_address
+
 SEARCH_SCOPE = "visual_recs_search"
 DEFAULT_SEARCH_RATE = "30/minute"
 
@@ -89,10 +91,4 @@ class SearchRateThrottle(ScopedRateThrottle):
         Here None trusts no proxy. Behind proxies, set DRF's ``NUM_PROXIES`` to their number:
         the address the outermost of them appended is the client's.
         """
-        remote_addr = request.META.get("REMOTE_ADDR", "")
-        trusted = api_settings.NUM_PROXIES or 0
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if not trusted or not forwarded:
-            return remote_addr
-        addresses = [address.strip() for address in forwarded.split(",")]
-        return addresses[-min(trusted, len(addresses))]
+        return client_address(request.META, api_settings.NUM_PROXIES)

@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import indexing, registry
+from .. import events, experiments, indexing, registry
 from ..exceptions import ImageError, NotRegistered, SearchBusy, UnknownPartition
 from ..registry import IndexedModel
 from .serializers import (
@@ -111,8 +111,9 @@ class SimilarItemsView(APIView):
         indexed_model = _registered(key)
         product = _shown_object(indexed_model, pk)
         limit = _validated(LimitSerializer(data=request.query_params))["limit"]
-        found = indexing.recommendations(product, limit)
-        data = {"product": product, "recommendations": found}
+        # The visitor's A/B arm, as the template tag reads it, and a token per item to report with.
+        found, arm = experiments.recommend(request, product, limit)
+        data = {"product": product, "recommendations": found, "event_tokens": events.tokens_for(request, product, found, arm)}
         return Response(SimilarItemsSerializer(data, context=_context(request, indexed_model)).data)
 
 

@@ -6,7 +6,9 @@
 
 A card has ``object``, ``distance`` (None for a pinned or fallback item), ``rank``, ``origin``
 ("visual", "pinned" or "fallback"), ``title``, ``url`` (None when the model has no
-``get_absolute_url``) and ``image_url``. Whatever goes wrong inside the recommender, the tag
+``get_absolute_url``), ``image_url`` and ``event_token`` (None unless ``EVENTS`` is on, the
+page has a request and its visitor is no bot: docs/measurement.md). With an ``EXPERIMENT``,
+the visitor's arm decides the strip. Whatever goes wrong inside the recommender, the tag
 renders nothing (or sets an empty list) and logs why: a product page never breaks over it.
 """
 
@@ -17,9 +19,10 @@ from dataclasses import dataclass
 
 from django import template
 from django.db import models
+from django.http import HttpRequest
 from django.template.base import FilterExpression, Parser, Token, token_kwargs
 
-from .. import indexing, registry
+from .. import events, experiments, registry
 
 logger = logging.getLogger(__name__)
 register = template.Library()
@@ -39,12 +42,14 @@ class Card:
     title: str
     url: str | None
     image_url: str | None
+    event_token: str | None = None
 
 
-def cards_for(product: models.Model, limit: int) -> tuple[str, list[Card]]:
-    """The product's index status and its similar items as cards."""
+def cards_for(product: models.Model, limit: int, request: HttpRequest | None = None) -> tuple[str, list[Card]]:
+    """The product's index status and its similar items as cards (in the visitor's arm, with event tokens)."""
     indexed_model = registry.for_model(product)
-    found = indexing.recommendations(product, limit)
+    found, arm = experiments.recommend(request, product, limit)
+    tokens = events.tokens_for(request, product, found, arm) or [None] * len(found.items)
     cards = [
         Card(
             object=item.object,
@@ -54,8 +59,9 @@ def cards_for(product: models.Model, limit: int) -> tuple[str, list[Card]]:
             title=indexed_model.title_of(item.object),
             url=indexed_model.url_of(item.object),
             image_url=indexed_model.image_url_of(item.object),
+            event_token=token,
         )
-        for item in found.items
+        for item, token in zip(found.items, tokens)
     ]
     return found.status, cards
 
@@ -71,7 +77,7 @@ class SimilarItemsNode(template.Node):
         try:
             product = self.product.resolve(context)
             limit = int(self.limit.resolve(context)) if self.limit is not None else DEFAULT_LIMIT
-            status, cards = cards_for(product, limit)
+            status, cards = cards_for(product, limit, context.get("request"))
             if self.target_var:
                 context[self.target_var] = cards
                 return ""
