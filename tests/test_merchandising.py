@@ -226,3 +226,26 @@ def test_rules_and_stock_on_real_resnet50_lists(resnet_weights, catalog_rows, ma
     Product.objects.filter(pk=nearest[0]).update(stock=0)
     rule(Rule.Kind.PIN, source_id=str(source.pk), target_id=nearest[4], position=1)
     assert strip(source) == [nearest[4], *nearest[1:4], *[pk for pk in listed(source) if pk not in nearest][:1]]
+
+
+def test_an_ab_test_of_rules_against_the_plain_strip_shows_each_visitor_their_arm(men, settings, rf):
+    from visual_recs import experiments
+
+    settings.VISUAL_RECS = {
+        **settings.VISUAL_RECS,
+        "EXPERIMENT": {"name": "rules-vs-plain", "arms": {"plain": {"rules": False}, "rules": {}}},
+    }
+    source = men[0]
+    nearest = strip(source)
+    far = [pk for pk in (str(p.pk) for p in men[1:]) if pk not in listed(source)][0]
+    rule(Rule.Kind.PIN, source_id=str(source.pk), target_id=far, position=1)
+    visitors = {}
+    for n in range(50):
+        visitors.setdefault(experiments.bucket("rules-vs-plain", f"visitor-{n}", ["plain", "rules"]), f"visitor-{n}")
+    template = Template("{% load visual_recs %}{% similar_items product limit=5 as items %}{% for i in items %}{{ i.object.pk }} {% endfor %}")
+    shown = {}
+    for arm, visitor in visitors.items():
+        request = rf.get("/")
+        setattr(request, experiments.VISITOR_ATTRIBUTE, visitor)
+        shown[arm] = template.render(Context({"product": source, "request": request})).split()
+    assert shown == {"plain": nearest, "rules": [far, *nearest[:4]]}
