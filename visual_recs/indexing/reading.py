@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from django.db import models
-from django.db.models import OuterRef, Subquery
+from django.db.models import F, OuterRef, Subquery
 
 from .. import registry
 from ..backends import get_extractor, get_index
@@ -393,7 +393,16 @@ def _fallback_candidates(
             candidates = candidates.filter(pk__in=ids[: 8 * strip.limit])
     order = declaration.fallback_order
     order = [order] if isinstance(order, str) else list(order)
-    return candidates.order_by(*order).prefetch_related(*indexed_model.prefetch)
+    return candidates.order_by(*map(_nulls_last, order)).prefetch_related(*indexed_model.prefetch)
+
+
+def _nulls_last(term):
+    """An ``order_by`` term with empty values last on every database (PostgreSQL puts NULL first in
+    a descending order): a product without a price or a popularity is the fallback's last resort."""
+    if not isinstance(term, str) or term == "?":
+        return term
+    field = F(term.removeprefix("-"))
+    return field.desc(nulls_last=True) if term.startswith("-") else field.asc(nulls_last=True)
 
 
 # --- what needs work --------------------------------------------------------------------
