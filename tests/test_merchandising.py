@@ -249,3 +249,34 @@ def test_an_ab_test_of_rules_against_the_plain_strip_shows_each_visitor_their_ar
         setattr(request, experiments.VISITOR_ATTRIBUTE, visitor)
         shown[arm] = template.render(Context({"product": source, "request": request})).split()
     assert shown == {"plain": nearest, "rules": [far, *nearest[:4]]}
+
+
+def test_the_fallback_by_popularity_puts_the_most_clicked_of_the_partition_first(men, women, settings):
+    from tests.conftest import declare
+    from visual_recs.models import Event
+
+    content_type = ContentType.objects.get_for_model(Product)
+    pending = Product.objects.create(title="New", gender="Men", image="products/missing.jpg")
+    clicks = {men[4]: 3, men[7]: 5, women[0]: 9}  # a woman's item clicked most: another partition
+    Event.objects.bulk_create(
+        Event(kind=Event.Kind.CLICK, content_type=content_type, source_id="1", target_id=str(item.pk), position=1,
+              partition=item.gender, nonce=f"{item.pk}-{n}")
+        for item, count in clicks.items() for n in range(count)
+    )
+    declare(settings, "products", fallback="partition", fallback_order="popular")
+    found = [item.object for item in indexing.recommendations(pending, 4).items]
+    newest_men = sorted((p for p in men if p not in (men[4], men[7])), key=lambda p: -p.pk)
+    assert found == [men[7], men[4], *newest_men[:2]]
+
+
+def test_the_nearest_fallback_crosses_the_partition_only_when_it_must(men, women, settings):
+    from tests.conftest import declare
+
+    source = men[0]
+    declare(settings, "products", fallback="nearest")
+    assert {item.object.gender for item in indexing.recommendations(source, 5).items} == {"Men"}
+    Product.objects.filter(gender="Men").exclude(pk__in=[source.pk, men[1].pk]).update(stock=0)
+    found = indexing.recommendations(source, 5).items
+    assert [(item.object.gender, item.origin) for item in found][:1] == [("Men", "visual")]
+    assert [(item.object.gender, item.origin) for item in found][1:] == [("Women", "fallback")] * 4
+    assert all(item.distance is not None for item in found)

@@ -325,17 +325,21 @@ def _check_merchandising(where: str, model, declaration) -> list[checks.CheckMes
     errors = []
     for option in ("group_field", "fallback"):
         name = getattr(declaration, option)
-        if not name or (option == "fallback" and name == "partition"):
+        if not name or (option == "fallback" and name in ("partition", "nearest")):
             continue
         problem = declaration.name_problem(model, name) if isinstance(name, str) else f"{name!r} is not a name"
         if problem:
             hint = "Name a field, a property or a method of the model" + (
-                ", or 'partition' for other items of the product's partition." if option == "fallback" else "."
+                ", 'partition' for other items of the product's partition, or 'nearest' for the nearest in any."
+                if option == "fallback"
+                else "."
             )
             errors.append(_error(f"{where}.{option}: {problem}.", "visual_recs.E019", hint))
-    order = declaration.fallback_order
+    order = [declaration.fallback_order] if isinstance(declaration.fallback_order, str) else list(declaration.fallback_order)
+    if order and order[0] == "popular":  # most clicked lately (indexing.reading.POPULAR), then the rest
+        order = order[1:]
     try:
-        str(model._default_manager.order_by(*([order] if isinstance(order, str) else order)).query)
+        str(model._default_manager.order_by(*order).query)
     except Exception as exc:  # FieldError, TypeError: the message says which
         errors.append(
             _error(

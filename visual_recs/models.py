@@ -318,6 +318,10 @@ class Event(models.Model):
             # A report sent twice (a retried beacon, a replayed request) is one event.
             models.UniqueConstraint(fields=["kind", "nonce"], name="visual_recs_event_unique_nonce"),
         ]
+        indexes = [
+            # The fallback's "popular": a partition's clicks of the last days, counted by item.
+            models.Index(fields=["content_type", "kind", "partition", "created_at"], name="visual_recs_event_recent"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.source_id} -> {self.target_id} at {self.position}"

@@ -78,11 +78,14 @@ class ModelPhotos:
 
     #: What fills a strip that rules, stock or variants left short (its items are marked
     #: "fallback" in the API): None (off), ``"partition"`` (other items of the product's
-    #: partition) or a name ``value_of`` reads (items sharing the product's value of it, a
-    #: category, within the partition). Ordered by ``fallback_order``.
+    #: partition), a name ``value_of`` reads (items sharing the product's value of it, a
+    #: category, within the partition), both ordered by ``fallback_order``; or ``"nearest"``
+    #: (the nearest by photo in any partition: for a partition that is a preference, not a rule).
     fallback: str | None = None
 
-    #: ``order_by`` of the fallback's items (e.g. ``"-created_at"``, or a popularity field of your own).
+    #: ``order_by`` of the fallback's items (e.g. ``"-created_at"``; empty values last), or
+    #: ``"popular"`` first: the items clicked most in strips in the last 30 days (the recorded
+    #: events), then the rest of the order (newest first by default).
     fallback_order: str | Iterable[str] = "-pk"
 
     #: Public names a subclass adds to the options it accepts (``OscarProducts`` adds

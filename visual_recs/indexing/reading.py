@@ -10,16 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import NamedTuple
 
 from django.db import models
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Case, Count, F, OuterRef, Subquery, Value, When
+from django.utils import timezone
 
 from .. import registry
 from ..backends import get_extractor, get_index
 from ..conf import app_settings
 from ..exceptions import WeightsError
-from ..models import FeatureVector, IndexStatus, SimilarItem
+from ..models import Event, FeatureVector, IndexStatus, SimilarItem
 from ..registry import IndexedModel
 from ..registration import concrete_fields
 from .merchandising import Rules
@@ -150,7 +152,12 @@ def recommendations(obj: models.Model, limit: int = 5, *, rules: bool = True, fa
         if not hits:
             break
         strip.add(hits)
-    if strip.short and fallback:
+    if strip.short and fallback and indexed_model.declaration.fallback == NEAREST:
+        if searchable:  # the nearest in every partition, beyond this one's
+            k = 4 * limit + len(strip.seen_ids)
+            found = _hits_from_index(indexed_model, object_id, None, k, exclude=strip.seen_ids | {object_id})
+            strip.add(found or [], origin="fallback")
+    elif strip.short and fallback:
         strip.fill_from(_fallback_candidates(indexed_model, obj, state.partition, strip))
     return Recommendations(state.status, state.partition, strip.items(), state.error)
 
@@ -215,10 +222,10 @@ def _listed_hits(indexed_model: IndexedModel, object_id: str, partition: str) ->
 
 
 def _hits_from_index(
-    indexed_model: IndexedModel, object_id: str, partition: str, k: int, *, exclude: set[str]
+    indexed_model: IndexedModel, object_id: str, partition: str | None, k: int, *, exclude: set[str]
 ) -> list[_Hit] | None:
-    """The ``k`` neighbours in ``partition`` (the object's now) of a ready vector, asked of the index
-    (one query), without ``exclude``; None if the index lacks the vector (stale)."""
+    """The ``k`` neighbours in ``partition`` (the object's now; None: every partition) of a ready
+    vector, asked of the index (one query), without ``exclude``; None if the index lacks the vector (stale)."""
     index = get_index()
     collection = current_space(indexed_model).collection
     vector = index.vectors(collection, [object_id]).get(object_id)
@@ -302,7 +309,7 @@ class Strip:
             self.pinned.append(Similar(obj, None, pin.position, origin="pinned", rule_id=pin.rule_id))
         self._pins_to_place = []
 
-    def add(self, hits: list[_Hit]) -> None:
+    def add(self, hits: list[_Hit], origin: str = "visual") -> None:
         """Keep those of ``hits`` (nearest first) that may be shown, up to what the strip needs."""
         hits = [hit for hit in hits if hit.object_id not in self.seen_ids]
         pins = self._pins_to_place
@@ -322,8 +329,12 @@ class Strip:
                 self.seen_photos.add(hit.image_sha256)
             distance, rule_id = self.rules.boosted(self.indexed_model, obj, hit.distance)
             self.groups.add(self.indexed_model.group_of(obj))
-            # Sorted by (boosted distance, id) in items(); the id, unique, keeps Similar out of the comparison.
-            self.kept.append((distance, hit.object_id, Similar(obj, hit.distance, 0, rule_id=rule_id)))
+            item = Similar(obj, hit.distance, 0, origin=origin, rule_id=rule_id)
+            if origin == "fallback":
+                self.fallen_back.append(item)  # after every item of the partition, however near
+            else:
+                # Sorted by (boosted distance, id) in items(); the id, unique, keeps Similar out of the comparison.
+                self.kept.append((distance, hit.object_id, item))
             if not self.rules.boosts and not self.short:
                 # Without boosts the order is the hits' own, so no later hit can come first.
                 break
@@ -393,7 +404,31 @@ def _fallback_candidates(
             candidates = candidates.filter(pk__in=ids[: 8 * strip.limit])
     order = declaration.fallback_order
     order = [order] if isinstance(order, str) else list(order)
+    if order and order[0] == POPULAR:
+        popular = _most_clicked(indexed_model, partition, 8 * strip.limit)
+        ranks = [When(pk=pk, then=Value(rank)) for rank, pk in enumerate(map(indexed_model.pk_from, popular)) if pk is not None]
+        # The most clicked first, by clicks; then the rest of the order (newest first by default).
+        first = Case(*ranks, default=Value(len(ranks)), output_field=models.IntegerField()) if ranks else None
+        order = ([first] if first is not None else []) + (order[1:] or ["-pk"])
     return candidates.order_by(*map(_nulls_last, order)).prefetch_related(*indexed_model.prefetch)
+
+
+#: ``fallback`` for "the nearest in any partition": the strip crosses its partition only when it must.
+NEAREST = "nearest"
+#: ``fallback_order``'s first term for "most clicked in strips lately" (the recorded click events).
+POPULAR = "popular"
+#: The days of clicks ``POPULAR`` counts.
+POPULAR_DAYS = 30
+
+
+def _most_clicked(indexed_model: IndexedModel, partition: str, count: int) -> list[str]:
+    """The ids of the items of ``partition`` clicked most in strips in the last ``POPULAR_DAYS`` days, most first."""
+    since = timezone.now() - timedelta(days=POPULAR_DAYS)
+    clicks = Event.objects.filter(
+        content_type=indexed_model.content_type, kind=Event.Kind.CLICK, partition=partition, created_at__gte=since
+    )
+    top = clicks.values("target_id").annotate(clicks=Count("id")).order_by("-clicks", "target_id")[:count]
+    return [row["target_id"] for row in top]
 
 
 def _nulls_last(term):
