@@ -7,8 +7,9 @@ The catalog is ``bench/scale.py``'s (N synthetic products in the sample's gender
 ResNet50 vector of a random sample photo of its gender plus noise), with, on top:
 
 - stock: a ``--sold-out`` share of the products (10 %) at ``stock = 0``;
-- variant groups: products made from one sample photo share a ``group`` (they look alike, as a
-  garment's colours do): about N / 2,182 per group, so a stored list is full of variants;
+- variant groups: products made from one sample photo (they look alike, as a garment's colours
+  do) are grouped by three (``group``): a product's nearest neighbours include its own
+  variants, which its strip must leave out, and other products' variants, one of each;
 - rules, for each sampled product: a pin (a random product of its gender at position 2), an
   exclude of a category (the farthest product type in its list other than its own: a sock in a
   shoe's strip), and a boost of items of its own colour (strength 0.3); and for each gender a partition-wide exclude of one random
@@ -60,6 +61,8 @@ from scale import (  # noqa: E402
 )
 
 LIMIT = 5
+#: Variants per group: a garment in three colours.
+GROUP_SIZE = 3
 
 
 def setup_django(database_url: str, index: dict) -> None:
@@ -78,7 +81,7 @@ def setup_django(database_url: str, index: dict) -> None:
 
 
 def merchandise(catalog: Catalog, sold_out: float, rng: np.random.Generator) -> None:
-    """Stock and variant groups on the loaded products: ``group`` = the sample photo they were made from."""
+    """Stock and variant groups on the loaded products: groups of ``GROUP_SIZE`` made from one sample photo."""
     from django.db import transaction
 
     from visual_recs.contrib.catalog.models import Product
@@ -87,10 +90,13 @@ def merchandise(catalog: Catalog, sold_out: float, rng: np.random.Generator) -> 
     out = rng.random(n) < sold_out
     with transaction.atomic():
         Product.objects.filter(pk__in=[int(i) + 1 for i in np.flatnonzero(out)]).update(stock=0)
+        groups: dict[str, list[int]] = {}
         for base in np.unique(catalog.bases):
             pks = (np.flatnonzero(catalog.bases == base) + 1).tolist()
-            for start in range(0, len(pks), 900):
-                Product.objects.filter(pk__in=pks[start : start + 900]).update(group=f"photo-{base}")
+            for start in range(0, len(pks), GROUP_SIZE):
+                groups[f"photo-{base}-{start // GROUP_SIZE}"] = pks[start : start + GROUP_SIZE]
+        for group, pks in groups.items():
+            Product.objects.filter(pk__in=pks).update(group=group)
 
 
 def fill_index(catalog: Catalog) -> None:
