@@ -453,6 +453,7 @@ def test_the_api_uses_the_arm_too(client, men, events_on, settings, recorded_opt
         ({"name": "x", "arms": {"a": {}, "b": None}}, "arm 'b': its options must be a dict"),
         ({"name": "x", "arms": {"a": {}, "b": {"no_such_option": 1}}}, "does not take these options"),
         ({"name": "x", "arms": {"a": {}, "": {}}}, "an arm's name"),
+        ({"name": "x", "arms": {"a": {}, "b": {"source": "shp"}}}, "'source' is one of"),
     ],
 )
 def test_a_malformed_experiment_is_the_check_error_e018_and_is_ignored(settings, rf, config, problem):

@@ -280,3 +280,29 @@ def test_the_nearest_fallback_crosses_the_partition_only_when_it_must(men, women
     assert [(item.object.gender, item.origin) for item in found][:1] == [("Men", "visual")]
     assert [(item.object.gender, item.origin) for item in found][1:] == [("Women", "fallback")] * 4
     assert all(item.distance is not None for item in found)
+
+
+def test_an_arm_of_the_shops_own_recommendations_shows_those_that_may_be_shown_now(men, women, settings, client):
+    from tests.conftest import declare
+
+    source = men[0]
+    sold_out, hidden = men[3], men[4]
+    own = [women[1], sold_out, men[2], hidden, source, men[2], men[5]]  # the shop's list, as it is
+
+    def existing(self, product):
+        return own if product.pk == source.pk else []
+
+    declare(settings, "products", existing=existing)
+    Product.objects.filter(pk=sold_out.pk).update(stock=0)
+    Product.objects.filter(pk=hidden.pk).update(is_active=False)
+    found = indexing.recommendations(source, 3, source="shop")
+    assert [(item.object, item.origin, item.distance) for item in found.items] == [
+        (women[1], "shop", None), (men[2], "shop", None), (men[5], "shop", None)
+    ]
+    assert found.status == "ready" and [item.rank for item in found.items] == [1, 2, 3]
+    with pytest.raises(ValueError, match="source must be one of"):
+        indexing.recommendations(source, 3, source="elsewhere")
+    settings.VISUAL_RECS = {**settings.VISUAL_RECS, "EXPERIMENT": {"name": "x", "arms": {"a": {}, "b": {"source": "shop"}}}}
+    from visual_recs.checks import check_experiment
+
+    assert check_experiment() == []

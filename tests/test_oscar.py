@@ -483,3 +483,25 @@ def test_the_bulk_actions_are_followed_once_whatever_view_serves_them():
     assert actions is list_view.intermediate_actions
     assert all(type(action) is FollowedAction and type(action.action) is not FollowedAction for action in actions.values())
     assert str(actions["make_products_non_public"]) == "Make products non-public"  # the menu's label
+
+
+def test_an_arm_of_the_shops_own_recommendations_shows_oscars_upselling(staff, committed, women, settings):
+    from tests.conftest import declare
+
+    declare(settings, "products", recommendations=0)  # the staff's own, not copies of ours
+    products = [create_product(staff, committed, f"Dress {n}", "Women", [pid]) for n, pid in enumerate(women[:4])]
+    first, sold_out = products[3], products[2]
+    ProductRecommendation.objects.create(primary=products[0], recommendation=first, ranking=9)
+    ProductRecommendation.objects.create(primary=products[0], recommendation=sold_out, ranking=5)
+    ProductRecommendation.objects.create(primary=products[0], recommendation=products[1], ranking=1)
+    catalogue.ProductClass.objects.update(track_stock=True)
+    catalogue.StockRecord.objects.update(num_in_stock=5)
+    catalogue.StockRecord.objects.filter(product=sold_out).update(num_in_stock=0)
+    found = indexing.recommendations(products[0], 5, source="shop").items
+    assert [(item.object, item.origin) for item in found] == [(first, "shop"), (products[1], "shop")]
+    # The visual strip follows Oscar's stock as well, at once and both ways.
+    assert sold_out.pk not in similar_ids(products[0]) and first.pk in similar_ids(products[0])
+    catalogue.StockRecord.objects.filter(product=sold_out).update(num_allocated=0, num_in_stock=1)
+    assert sold_out.pk in similar_ids(products[0])
+    catalogue.StockRecord.objects.filter(product=sold_out).update(num_allocated=1)
+    assert sold_out.pk not in similar_ids(products[0])

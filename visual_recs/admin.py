@@ -32,14 +32,14 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext, gettext_lazy as _
 
 from . import forms, indexing, queue, registry, reports
-from .models import Event, FeatureVector, IndexStatus, Rule
+from .models import Event, FeatureVector, IndexStatus, Origin, Rule
 
 REINDEX_ACTION = "reindex_visual_features"
 #: Objects per queued task: one pass of the network over a batch, as the reindex command queues.
 REINDEX_BATCH = 64
 _STATUS_LABELS = dict(IndexStatus.choices)
-#: How the preview marks an item that is no neighbour by photo (it has no distance).
-_ORIGIN_LABELS = {"pinned": _("pinned by a rule"), "fallback": _("fallback")}
+#: How the preview marks an item without a distance (pinned, or from the fallback).
+_ORIGIN_LABELS = dict(Origin.choices)
 
 
 class VisualRecsAdminMixin:

@@ -61,7 +61,7 @@ BOT_PATTERN = re.compile(
 )
 
 # Token keys: short, as a page carries one token per card.
-_ORIGIN_CODES = {origin: origin[0] for origin in Event.Origin.values}  # visual: v, pinned: p, fallback: f
+_ORIGIN_CODES = {origin: origin[0] for origin in Event.Origin.values}  # visual: v, pinned: p, fallback: f, shop: s
 _ORIGINS = {code: origin for origin, code in _ORIGIN_CODES.items()}
 _missing_url_logged = False
 

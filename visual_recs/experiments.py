@@ -71,6 +71,8 @@ def experiment_problem(config: Any) -> str:
             inspect.signature(indexing.recommendations).bind(None, 1, **options)
         except TypeError as exc:
             return f"arm {arm!r}: indexing.recommendations() does not take these options ({exc})"
+        if options.get("source", "visual") not in indexing.SOURCES:
+            return f"arm {arm!r}: 'source' is one of {', '.join(map(repr, indexing.SOURCES))}, not {options['source']!r}"
     return ""
 
 

@@ -28,6 +28,15 @@ class IndexStatus(models.TextChoices):
     NO_IMAGE = "no_image", _("no photo")
 
 
+class Origin(models.TextChoices):
+    """Why an item is in a strip: the one vocabulary of ``Similar.origin``, the API, events and the report."""
+
+    VISUAL = "visual", _("visual neighbour")
+    PINNED = "pinned", _("pinned by a rule")
+    FALLBACK = "fallback", _("fallback")
+    SHOP = "shop", _("the shop's own recommendation")
+
+
 class FeatureVector(models.Model):
     """The image features of one indexed object, and the state of its indexing.
 
@@ -290,10 +299,7 @@ class Event(models.Model):
         IMPRESSION = "impression", _("impression")
         CLICK = "click", _("click")
 
-    class Origin(models.TextChoices):
-        VISUAL = "visual", _("visual neighbour")
-        PINNED = "pinned", _("pinned by a rule")
-        FALLBACK = "fallback", _("fallback")
+    Origin = Origin
 
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)

@@ -129,6 +129,14 @@ class ModelPhotos:
         """The variant group of ``obj`` (None: its own): by default its ``group_field``."""
         return self.value_of(obj, self.group_field) if self.group_field else None
 
+    def existing(self, obj: Any) -> Iterable[Any]:
+        """The shop's own recommendations for ``obj``, best first: none by default.
+
+        What an A/B test's arm with ``{"source": "shop"}`` shows in place of the visual strip
+        (docs/measurement.md), so the shop can measure visual_recs against what it had.
+        """
+        return ()
+
     def partition(self, obj: Any) -> Any:
         """The partition of ``obj`` (None or "" is the ``""`` partition): by default its ``partition_field``.
 

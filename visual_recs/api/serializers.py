@@ -19,10 +19,9 @@ from rest_framework.fields import empty
 
 from .. import indexing
 from ..conf import app_settings
+from ..models import Origin
 from ..registry import IndexedModel
 
-#: The values of an item's ``origin`` (``indexing.Similar.origin``).
-ORIGINS = ("visual", "pinned", "fallback")
 
 
 def product_serializer_class(indexed_model: IndexedModel) -> type[serializers.BaseSerializer]:
@@ -71,9 +70,10 @@ class SimilarItemSerializer(ProductSerializer):
         help_text="Euclidean distance of the photos' features; smaller is closer. Null for a pinned or fallback item.",
     )
     origin = serializers.ChoiceField(
-        choices=ORIGINS,
-        help_text="Why the item is there: `visual` (a neighbour by photo), `pinned` (a merchandising rule) "
-        "or `fallback` (filling a strip that rules, stock or variants left short).",
+        choices=Origin.values,
+        help_text="Why the item is there: `visual` (a neighbour by photo), `pinned` (a merchandising rule), "
+        "`fallback` (filling a strip that rules, stock or variants left short) or `shop` (the shop's own "
+        "recommendation, in an A/B test's arm).",
     )
     event_token = serializers.CharField(
         required=False,

@@ -39,7 +39,17 @@ from .pipeline import (
     reconcile,
     unindex,
 )
-from .reading import NO_IMAGE, STATUSES, IndexState, Recommendations, Similar, index_states, recommendations, similar_to
+from .reading import (
+    NO_IMAGE,
+    SOURCES,
+    STATUSES,
+    IndexState,
+    Recommendations,
+    Similar,
+    index_states,
+    recommendations,
+    similar_to,
+)
 from .search import refuse_oversized_upload, search_by_image, search_by_vector
 from .space import Space, current_space, distance_parts
 from .status import index_overview, objects_needing_work
@@ -81,5 +91,6 @@ __all__ = [
     "search_by_image",
     "search_by_vector",
     "similar_to",
+    "SOURCES",
     "unindex",
 ]

@@ -96,7 +96,9 @@ def similar_to(obj: models.Model, limit: int = 5) -> list[Similar]:
     return recommendations(obj, limit).items
 
 
-def recommendations(obj: models.Model, limit: int = 5, *, rules: bool = True, fallback: bool = True) -> Recommendations:
+def recommendations(
+    obj: models.Model, limit: int = 5, *, rules: bool = True, fallback: bool = True, source: str = "visual"
+) -> Recommendations:
     """The index status of ``obj`` and up to ``limit`` similar objects that may be shown and bought now.
 
     The stored neighbour list is read with its targets' photo hashes, then the targets that
@@ -117,11 +119,19 @@ def recommendations(obj: models.Model, limit: int = 5, *, rules: bool = True, fa
     A ready product without a list yet (its list is being rebuilt), or moved to another
     partition since its list was made (its task not run yet), gets neighbours from its new
     partition in the index, computed here and not stored.
+
+    ``source="shop"`` (an A/B test's arm against what the shop had) gives the shop's own
+    recommendations instead (the declaration's ``existing()``), those that may be shown and
+    bought now, with ``origin="shop"``.
     """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     indexed_model = registry.for_model(obj)
     object_id = str(obj.pk)
     vector = _state_rows(indexed_model, [object_id]).first()
     state = _state_of(indexed_model, obj, vector)
+    if source == "shop":
+        return Recommendations(state.status, state.partition, _shop_items(indexed_model, obj, limit), state.error)
     if state.status == NO_IMAGE or limit < 1:
         return Recommendations(state.status, state.partition, [], state.error)
     moved = vector is not None and vector.partition != state.partition
@@ -160,6 +170,20 @@ def recommendations(obj: models.Model, limit: int = 5, *, rules: bool = True, fa
     elif strip.short and fallback:
         strip.fill_from(_fallback_candidates(indexed_model, obj, state.partition, strip))
     return Recommendations(state.status, state.partition, strip.items(), state.error)
+
+
+#: What a strip is made of: the visual neighbours, or (an A/B arm) the shop's own recommendations.
+SOURCES = ("visual", "shop")
+
+
+def _shop_items(indexed_model: IndexedModel, obj: models.Model, limit: int) -> list[Similar]:
+    """The first ``limit`` of the shop's own recommendations for ``obj`` that may be shown and bought now."""
+    if limit < 1:
+        return []
+    wanted = [item.pk for item in indexed_model.declaration.existing(obj) if item.pk != obj.pk]
+    shown = indexed_model.shown_now().prefetch_related(*indexed_model.prefetch).in_bulk(wanted)
+    items = [shown[pk] for pk in dict.fromkeys(wanted) if pk in shown][:limit]
+    return [Similar(item, None, rank, origin="shop") for rank, item in enumerate(items, start=1)]
 
 
 #: Each deeper search of a strip left short asks for this many times more neighbours.

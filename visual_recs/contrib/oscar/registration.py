@@ -55,6 +55,11 @@ class OscarProducts(ModelPhotos):
         # A child is a variant of its parent: one group, so a strip shows one of them at most.
         return product.parent_id or product.pk
 
+    def existing(self, product):
+        # What the staff chose in the dashboard's "Upselling" (Oscar's recommended products),
+        # which ``recommendations = N`` would overwrite: an A/B test against it keeps that at 0.
+        return product.sorted_recommended_products
+
     def dependants(self, product):
         return hooks.children(product)
 
