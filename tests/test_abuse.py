@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 import schemathesis
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -137,7 +137,9 @@ def api_schema(db, fake_extractor, catalog_rows, make_catalog, api_cache, settin
 @pytest.fixture
 def staff_session(db) -> dict[str, str]:
     client = Client()
-    client.force_login(User.objects.create_user("staff", is_staff=True))
+    staff = User.objects.create_user("staff", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_featurevector", content_type__app_label="visual_recs"))
+    client.force_login(staff)
     return {"sessionid": client.cookies["sessionid"].value}
 
 

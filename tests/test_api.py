@@ -360,6 +360,7 @@ def test_a_basic_header_costs_no_password_hash(client, catalog, hasher_calls):
         assert client.get(f"{API}/status/", **header).status_code == 403
     assert hasher_calls == []
 
+    staff.user_permissions.add(status_permission())
     client.force_login(staff)
     assert client.get(f"{API}/status/").status_code == 200
 
@@ -367,9 +368,17 @@ def test_a_basic_header_costs_no_password_hash(client, catalog, hasher_calls):
 # --- status and schema --------------------------------------------------------------------
 
 
-def test_the_status_is_for_staff(client, catalog):
+def status_permission() -> Permission:
+    return Permission.objects.get(codename="view_featurevector", content_type__app_label="visual_recs")
+
+
+def test_the_status_is_for_staff_who_may_view_the_vectors(client, catalog):
     assert client.get(f"{API}/status/").status_code == 403  # session authentication only: no 401
     staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(f"{API}/status/").status_code == 403  # staff, but without the permission
+    staff.user_permissions.add(status_permission())
+    staff = User.objects.get(pk=staff.pk)  # permissions are cached on the user object
     client.force_login(staff)
     body = client.get(f"{API}/status/").json()
     assert body["model_id"] == "colour-grid:4"
@@ -437,7 +446,9 @@ def test_every_status_the_api_answers_is_in_the_schema(client, catalog):
         ("{key}/search/", "post", search(client, key="widgets", image=upload_of("13683")).status_code),
         ("status/", "get", client.get(f"{API}/status/").status_code),
     }
-    client.force_login(User.objects.create_user("staff", is_staff=True))
+    staff = User.objects.create_user("staff", is_staff=True)
+    staff.user_permissions.add(status_permission())
+    client.force_login(staff)
     answered.add(("status/", "get", client.get(f"{API}/status/").status_code))
     assert {code for *_, code in answered} == {200, 400, 403, 404}
 

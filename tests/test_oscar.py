@@ -505,3 +505,22 @@ def test_an_arm_of_the_shops_own_recommendations_shows_oscars_upselling(staff, c
     assert sold_out.pk in similar_ids(products[0])
     catalogue.StockRecord.objects.filter(product=sold_out).update(num_allocated=1)
     assert sold_out.pk not in similar_ids(products[0])
+
+
+def test_reindexing_from_the_dashboard_needs_the_permission_to_change_products(shop, django_user_model, client, committed, women):
+    from django.contrib.auth.models import Permission
+
+    product = catalogue.add_product("Dress", "Women", CATALOG_DIR / "images" / f"{women[0]}.jpg")
+    FeatureVector.objects.all().delete()
+    url = reverse("visual_recs_oscar:visual-recs-index")
+    staff = django_user_model.objects.create_user("clerk", "clerk@example.com", "secret", is_staff=True)
+    client.force_login(staff)
+    assert client.get(url).status_code == 200  # the status page: staff
+    with committed():
+        assert client.post(url, {"force": "1"}).status_code == 403
+    assert vector_of(product) is None  # nothing was queued
+    staff.user_permissions.add(Permission.objects.get(codename="change_product", content_type__app_label="catalogue"))
+    client.force_login(django_user_model.objects.get(pk=staff.pk))
+    with committed():
+        assert client.post(url, {"force": "1"}).status_code == 302
+    assert vector_of(product).status == "ready"

@@ -21,7 +21,7 @@ from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -165,16 +165,35 @@ class SearchByImageView(APIView):
         return Response(SearchResultsSerializer(payload, context=_context(request, indexed_model)).data)
 
 
+class CanViewIndexStatus(BasePermission):
+    """Staff who may view feature vectors (``visual_recs.view_featurevector``), as the admin's list of them.
+
+    ``is_staff`` alone is not enough: a staff account made for another part of the shop (its
+    blog, its orders) learns nothing of the catalog's indexing.
+    """
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_staff and user.has_perm(STATUS_PERMISSION))
+
+
+#: What the status needs besides ``is_staff``.
+STATUS_PERMISSION = "visual_recs.view_featurevector"
+
+
 @extend_schema(
     responses={
         200: OpenApiTypes.OBJECT,
-        403: OpenApiResponse(ErrorSerializer, description="Not signed in (with a session) as a staff user."),
+        403: OpenApiResponse(
+            ErrorSerializer,
+            description="Not signed in (with a session) as a staff user with the visual_recs.view_featurevector permission.",
+        ),
     }
 )
 class IndexStatusView(APIView):
-    """For staff: how far indexing has got, per model, partition and status."""
+    """For staff who may view feature vectors: how far indexing has got, per model, partition and status."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanViewIndexStatus]
     authentication_classes = [SessionAuthentication]  # staff signed in to the admin
     schema = AutoSchema()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.contrib.contenttypes.models import ContentType
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -29,6 +30,12 @@ def oscar_entries() -> list[IndexedModel]:
     return [indexed_model for indexed_model in registry.indexed_models().values() if indexed_model.model is product]
 
 
+def change_permission(indexed_model: IndexedModel) -> str:
+    """The permission to change objects of ``indexed_model``'s model, e.g. ``catalogue.change_product``."""
+    opts = indexed_model.model._meta
+    return f"{opts.app_label}.change_{opts.model_name}"
+
+
 class IndexStatusView(TemplateView):
     template_name = "visual_recs/oscar/dashboard.html"
 
@@ -39,7 +46,11 @@ class IndexStatusView(TemplateView):
 
     def post(self, request, *args, **kwargs):
         force = request.POST.get("force") == "1"
-        for indexed_model in oscar_entries():
+        entries = oscar_entries()
+        # As the admin's reindex action: only for those who may change the products.
+        if not all(request.user.has_perm(change_permission(entry)) for entry in entries):
+            raise PermissionDenied(_("Reindexing needs the permission to change products."))
+        for indexed_model in entries:
             pks = list(indexed_model.all().values_list("pk", flat=True))
             queued = queue.enqueue_indexing(indexed_model.model, pks, force=force)
             if queued == len(pks):
