@@ -7,6 +7,11 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from ..utils import client_address
 
+try:  # what Redis answers to INCR on a value that is not an integer
+    from redis.exceptions import ResponseError as NotACounter
+except ImportError:  # no Redis client installed: no such answer either
+    NotACounter = ValueError
+
 SEARCH_SCOPE = "visual_recs_search"
 DEFAULT_SEARCH_RATE = "30/minute"
 
@@ -48,7 +53,7 @@ class SearchRateThrottle(ScopedRateThrottle):
         window, self.into_window = divmod(self.timer(), self.duration)
         current = f"{self.key}:{int(window)}"
         count = self._increment(current)
-        self.previous = self.cache.get(f"{self.key}:{int(window) - 1}", 0)
+        self.previous = self._count(f"{self.key}:{int(window) - 1}")
         if self.previous * (1 - self.into_window / self.duration) + count <= self.num_requests:
             return True
         self.count = count - 1  # the refused request does not count
@@ -72,6 +77,18 @@ class SearchRateThrottle(ScopedRateThrottle):
         fading = self.duration * (1 - room / self.count) if self.count else 0.0
         return max(1.0, left_in_window + fading)
 
+    def _count(self, key: str) -> int:
+        """A window's count, read as ``incr(key, 0)``: the cache answers with an integer or refuses.
+
+        Never ``get``: a cache's ``get`` unpickles whatever the key holds, so anyone able to write
+        to the cache (a Redis shared with another service) could run code in every web process
+        on the next search. A value that is not a counter is no count: 0.
+        """
+        try:
+            return int(self.cache.incr(key, 0))
+        except (ValueError, NotACounter):  # no such window yet, or not an integer
+            return 0
+
     def _increment(self, key: str) -> int:
         """This request's place in the window's count, counted atomically by the cache."""
         # Kept for two windows: the next window weighs this one's count.
@@ -81,6 +98,9 @@ class SearchRateThrottle(ScopedRateThrottle):
             return self.cache.incr(key)
         except ValueError:  # expired between add and incr
             self.cache.add(key, 1, timeout=2 * self.duration)
+            return 1
+        except NotACounter:  # a value no counter of ours wrote: start the count again, never read it
+            self.cache.set(key, 1, timeout=2 * self.duration)
             return 1
 
     def get_ident(self, request) -> str:
