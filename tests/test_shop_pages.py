@@ -168,3 +168,10 @@ def test_the_search_page_refuses_at_once_when_the_process_is_busy_or_the_body_to
     assert "busy with other searches" in busy.content.decode()
     big = client.post("/search/", {"photo": SimpleUploadedFile("b.jpg", b"0" * 200_000)})
     assert big.status_code == 413 and "larger than the" in big.content.decode()
+
+
+@pytest.mark.parametrize("query", ["gender=%00", "category=Foot%00wear"])
+def test_a_filter_value_with_a_nul_is_a_400_not_a_500(client, query):
+    # On PostgreSQL a NUL reaching the query raised ValueError (a 500); SQLite let it through.
+    response = client.get(f"/?{query}")
+    assert response.status_code == 400 and b"NUL" in response.content

@@ -13,7 +13,7 @@ from django import forms
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
 from django.views import static
 
@@ -65,6 +65,9 @@ def catalog(request: HttpRequest) -> HttpResponse:
     """Every shown product, filtered by gender and category (GET parameters), a page at a time."""
     gender = request.GET.get("gender", "")
     category = request.GET.get("category", "")
+    if "\x00" in gender + category:
+        # PostgreSQL refuses NUL in a string (a 500 if it reached the query); no value of ours has one.
+        return HttpResponseBadRequest("A filter value cannot contain a NUL character.", content_type="text/plain")
     shown = Product.objects.filter(is_active=True)
     # Each filter's counts are those within the other filter, so a chip says what clicking it shows.
     by_category = shown.filter(category=category) if category else shown

@@ -123,6 +123,10 @@ def _search(indexed_model: IndexedModel, query: np.ndarray, partition: str | Non
     return strip.items()
 
 
+#: The most characters of an unknown partition an error message repeats.
+ECHOED = 40
+
+
 def _check_partition(indexed_model: IndexedModel, partition: str | None) -> None:
     """``UnknownPartition`` unless ``partition`` is None, holds ready vectors, or is a declared value."""
     if partition is None:
@@ -137,8 +141,9 @@ def _check_partition(indexed_model: IndexedModel, partition: str | None) -> None
         raise UnknownPartition(f"the {indexed_model.key} catalog has no partitions; leave the partition out")
     indexed = set(ready.values_list("partition", flat=True).distinct())
     known = ", ".join(sorted((indexed | declared) - {""}))
+    shown = partition if len(partition) <= ECHOED else partition[:ECHOED] + "…"  # not a client's megabyte back
     raise UnknownPartition(
-        f"{partition!r} is not one of the {indexed_model.partition_field or 'partition'} values of {indexed_model.key}"
+        f"{shown!r} is not one of the {indexed_model.partition_field or 'partition'} values of {indexed_model.key}"
         + (f" (known: {known})" if known else "")
     )
 
