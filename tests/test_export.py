@@ -246,6 +246,8 @@ def test_each_product_is_written_and_flushed_before_the_next_is_read(catalog, mo
 
     ids = sorted(product.pk for product in catalog["shown"])
     writes = [event for event in events if event[0] != "loaded"]
+    while writes[-2:] == [("flushed", None), ("flushed", None)]:
+        writes.pop()  # the command's own final flush (Django 4.2's OutputWrapper flushes on close)
     assert writes == [event for pk in ids for event in (("built", pk), ("wrote", pk), ("flushed", None))]
     first_write = events.index(("wrote", ids[0]))
     assert events[:first_write].count(("loaded", None)) <= 2  # one chunk, not the catalog

@@ -170,6 +170,8 @@ class IndexedModel:
             field.run_validators(pk)
         except (ValidationError, ValueError, TypeError):
             return None
+        if isinstance(pk, int) and not -(2**63) <= pk < 2**63:
+            return None  # beyond every database's integers (Django 4.2 has no such validator on SQLite)
         return pk
 
     def value_of(self, obj: models.Model, name: Any) -> Any:
