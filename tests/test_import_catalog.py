@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from PIL import Image
 
 from tests.catalog_files import write_catalog_csv
 from tests.conftest import CATALOG_DIR, ids_of
@@ -225,6 +226,9 @@ def test_rows_with_a_nul_or_a_photo_that_is_not_a_regular_file_are_skipped_with_
     os.mkfifo(images_dir / "fifo.jpg")  # opening it to read would wait for a writer forever
     (images_dir / "folder.jpg").mkdir()
     os.mknod(images_dir / "device.jpg", 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+    eps = io.BytesIO()
+    Image.new("RGB", (20, 20), "red").save(eps, "EPS")  # Pillow would render it with Ghostscript
+    (images_dir / "drawing.eps").write_bytes(eps.getvalue())
     good = [dict(catalog_rows[pid]) for pid in sample_ids[:2]]
     good[1]["ImageURL"] = "http://example.com/\x00.jpg"  # a column the import does not read
     base = dict(catalog_rows[sample_ids[2]])
@@ -235,6 +239,7 @@ def test_rows_with_a_nul_or_a_photo_that_is_not_a_regular_file_are_skipped_with_
         {**base, "ProductId": "900004", "ProductTitle": "Shoes\x00"},
         {**base, "ProductId": "900\x005"},
         {**base, "ProductId": "900006", "Image": f"{sample_ids[2]}.jpg\x00.txt"},
+        {**base, "ProductId": "900007", "Image": "drawing.eps"},
     ]
     csv_path = write_catalog_csv(tmp_path / "fashion.csv", good + bad)
 
@@ -242,7 +247,7 @@ def test_rows_with_a_nul_or_a_photo_that_is_not_a_regular_file_are_skipped_with_
         output = run_import(csv_path, images_dir)
 
     assert not released, "the import waited on the FIFO"
-    assert "8 rows: 2 created, 0 updated, 0 unchanged, 6 skipped." in output
+    assert "9 rows: 2 created, 0 updated, 0 unchanged, 7 skipped." in output
     for expected in (
         "line 4 (ProductId 900001): photo 'fifo.jpg': the photo file",
         "line 5 (ProductId 900002): photo 'folder.jpg': the photo file",
@@ -250,6 +255,7 @@ def test_rows_with_a_nul_or_a_photo_that_is_not_a_regular_file_are_skipped_with_
         "line 7 (ProductId 900004): the ProductTitle column contains a NUL character",
         "line 8 (ProductId 900\\x005): the ProductId column contains a NUL character",
         "line 9 (ProductId 900006): the Image column contains a NUL character",
+        "line 10 (ProductId 900007): photo 'drawing.eps' is not an image",
     ):
         assert f"  skipped {expected}" in output
     assert "fifo.jpg' is a FIFO (named pipe), not a regular file" in output
