@@ -69,3 +69,11 @@ def test_the_schema_names_its_one_version_whatever_the_query(client, query):
     assert response.status_code == 200
     assert response["Content-Disposition"] == SCHEMA_FILE
     assert "version: '1'" in response.content.decode()
+
+
+def test_the_docs_page_passes_the_version_on_encoded(client):
+    # drf-spectacular's ReDoc page copies ?version= into the schema URL it loads: encoded, then refused there.
+    response = client.get(f"{API}/schema/redoc/", {"version": '"><script>alert(1)</script>\r\n'})
+    assert response.status_code == 200
+    assert "<script>alert(1)" not in response.content.decode()
+    assert "version=%22%3E%3Cscript%3E" in response.content.decode()
