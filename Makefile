@@ -11,7 +11,7 @@ PORT ?= 8000
 CATALOG_DIR ?= $(CURDIR)/../shared/data/fashion-images
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-postgres test-pgvector test-django dist test-wheel weights venv clean
+.PHONY: demo test test-postgres test-pgvector test-django dist test-wheel audit weights venv clean
 
 $(INSTALLED): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ test-django: weights
 	$(DJANGO_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(DJANGO_VENV)/bin/python -m pip install --quiet -e ".[api,postgres,pgvector,demo,test,convert]" "Django~=$(VERSION).0"
 	$(DJANGO_VENV)/bin/python -m pytest -m "not browser and not install"
+
+# The installed packages against PyPI's advisories (pip-audit in var/audit-venv): fails on a
+# known vulnerability, or when a package cannot be looked up (.ci/audit says how).
+audit: $(INSTALLED)
+	.ci/audit $(PY)
 
 # The sdist and the wheel, in dist/.
 dist: $(INSTALLED)

@@ -203,3 +203,39 @@ def test_after_a_fit_the_preview_shows_each_learned_part_of_a_distance(settings,
         assert sum(v * v for v in shares.values()) ** 0.5 == pytest.approx(item.distance, rel=1e-2, abs=1e-3)
         assert f"learned product_type: {shares['learned product_type']:.2f}" in html
     assert html.count("learned colour: ") == len(items)
+
+
+def eps_photo() -> bytes:
+    """An EPS file Pillow recognises (it would render it with Ghostscript): a format the app refuses."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20), "red").save(buffer, "EPS")
+    return buffer.getvalue()
+
+
+def add_product(client, photo_name: str, photo: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile(photo_name, photo, content_type="application/octet-stream")
+    data = {"title": "Uploaded in the admin", "gender": "Men", "is_active": "on", "image": upload}
+    return client.post(reverse("admin:visual_recs_catalog_product_add"), data)
+
+
+def test_the_admin_refuses_a_photo_format_the_worker_does_not_decode(admin_client, fake_extractor, media_root):
+    # Django's own ImageField opens every format Pillow knows: the photo field goes through the app's loader.
+    response = add_product(admin_client, "photo.eps", eps_photo())
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["image"] == [
+        "This photo cannot be used: not an image file, or a format the shop does not read (such as EPS)."
+    ]
+    assert not Product.objects.exists()
+
+    from tests.conftest import photo_bytes
+
+    response = add_product(admin_client, "shoe.jpg", photo_bytes("13683"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    product = Product.objects.get()
+    assert product.image.read() == photo_bytes("13683")  # read to the end by the check, stored whole

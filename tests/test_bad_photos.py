@@ -58,6 +58,8 @@ def bad_photos() -> dict[str, tuple[bytes, str]]:
         "empty.jpg": (b"", "empty"),
         "bomb.png": (bomb, "pixels"),
         "huge.jpg": (jpeg + b"\0" * (3 * 1024 * 1024), "larger than"),
+        # Pillow would render it with Ghostscript: the loader never opens EPS.
+        "drawing.eps": (encode(shoe(), "EPS"), "not an image"),
     }
 
 

@@ -10,10 +10,15 @@ import hashlib
 import io
 import os
 import shutil
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from PIL import Image
 
 from tests.catalog_files import write_catalog_csv
 from tests.conftest import CATALOG_DIR, ids_of
@@ -187,6 +192,78 @@ def test_photo_paths_cannot_leave_the_images_directory(tmp_path, images_dir, sam
     assert "photo path 'sub/link.jpg' resolves outside the images directory" in output
     assert "photo path '..\\\\outside.jpg' leads out" in output
     assert not Product.objects.exists() and media_files(media_root) == {}
+
+
+@contextmanager
+def released_if_read_blocked(fifo: Path, *, after_seconds: float = 30) -> Iterator[list[bool]]:
+    """A watchdog, so that code which opens ``fifo`` and waits for a writer fails the test instead of hanging it.
+
+    If after ``after_seconds`` something holds the FIFO open for reading (an ``open()`` blocked for
+    want of a writer), it is opened for writing and closed: the reader gets end of file, and the
+    list yielded holds True. Code that never waits on the FIFO finishes first and cancels it.
+    """
+    released: list[bool] = []
+
+    def release() -> None:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO unless a reader has it open
+        except OSError:
+            return
+        os.close(fd)
+        released.append(True)
+
+    watchdog = threading.Timer(after_seconds, release)
+    watchdog.start()
+    try:
+        yield released
+    finally:
+        watchdog.cancel()
+
+
+def test_rows_with_a_nul_or_a_photo_that_is_not_a_regular_file_are_skipped_with_a_reason(
+    tmp_path, images_dir, sample_ids, catalog_rows, media_root
+):
+    os.mkfifo(images_dir / "fifo.jpg")  # opening it to read would wait for a writer forever
+    (images_dir / "folder.jpg").mkdir()
+    os.mknod(images_dir / "device.jpg", 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+    eps = io.BytesIO()
+    Image.new("RGB", (20, 20), "red").save(eps, "EPS")  # Pillow would render it with Ghostscript
+    (images_dir / "drawing.eps").write_bytes(eps.getvalue())
+    good = [dict(catalog_rows[pid]) for pid in sample_ids[:2]]
+    good[1]["ImageURL"] = "http://example.com/\x00.jpg"  # a column the import does not read
+    base = dict(catalog_rows[sample_ids[2]])
+    bad = [
+        {**base, "ProductId": "900001", "Image": "fifo.jpg"},
+        {**base, "ProductId": "900002", "Image": "folder.jpg"},
+        {**base, "ProductId": "900003", "Image": "device.jpg"},
+        {**base, "ProductId": "900004", "ProductTitle": "Shoes\x00"},
+        {**base, "ProductId": "900\x005"},
+        {**base, "ProductId": "900006", "Image": f"{sample_ids[2]}.jpg\x00.txt"},
+        {**base, "ProductId": "900007", "Image": "drawing.eps"},
+    ]
+    csv_path = write_catalog_csv(tmp_path / "fashion.csv", good + bad)
+
+    with released_if_read_blocked(images_dir / "fifo.jpg") as released:
+        output = run_import(csv_path, images_dir)
+
+    assert not released, "the import waited on the FIFO"
+    assert "9 rows: 2 created, 0 updated, 0 unchanged, 7 skipped." in output
+    for expected in (
+        "line 4 (ProductId 900001): photo 'fifo.jpg': the photo file",
+        "line 5 (ProductId 900002): photo 'folder.jpg': the photo file",
+        "line 6 (ProductId 900003): photo 'device.jpg': the photo file",
+        "line 7 (ProductId 900004): the ProductTitle column contains a NUL character",
+        "line 8 (ProductId 900\\x005): the ProductId column contains a NUL character",
+        "line 9 (ProductId 900006): the Image column contains a NUL character",
+        "line 10 (ProductId 900007): photo 'drawing.eps' is not an image",
+    ):
+        assert f"  skipped {expected}" in output
+    assert "fifo.jpg' is a FIFO (named pipe), not a regular file" in output
+    assert "folder.jpg' is a directory, not a regular file" in output
+    assert "device.jpg' is a character device, not a regular file" in output
+    assert "\x00" not in output
+    assert sorted(Product.objects.values_list("pk", flat=True)) == sorted(int(r["ProductId"]) for r in good)
+    assert len(media_files(media_root)) == 2
 
 
 def test_limit_imports_the_first_rows_only(tmp_path, images_dir, sample_ids, catalog_rows):

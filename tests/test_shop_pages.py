@@ -115,11 +115,26 @@ def test_search_finds_the_product_of_the_same_photo(client, shop):
     assert {gender for _, gender in cards(response)} == {"Girls"}
 
 
+def encoded(product_id: str, fmt: str) -> bytes:
+    """The product's photo in another format Pillow writes (and reads)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(photo_bytes(product_id))).convert("RGB").save(buffer, fmt)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
         (b"not a photo", "This photo cannot be used: not an image file"),
         (photo_bytes(SHOE)[:2000], "This photo cannot be used: the image data is truncated or corrupt"),
+        # Formats Pillow decodes that uploads do not accept (UPLOAD_FORMATS), and EPS, which nothing opens.
+        (encoded(SHOE, "TGA"), "This photo cannot be used: it is a TGA image; send one of GIF, JPEG, PNG, WEBP."),
+        (encoded(SHOE, "PCX"), "This photo cannot be used: it is a PCX image; send one of GIF, JPEG, PNG, WEBP."),
+        (encoded(SHOE, "EPS"), "This photo cannot be used: not an image file"),
     ],
 )
 def test_a_bad_upload_gets_a_readable_error(client, shop, content, message):

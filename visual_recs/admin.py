@@ -52,6 +52,12 @@ class VisualRecsAdminMixin:
     visual_recs_preview_limit = 10
     visual_recs_detail_fields = ("visual_recs_status", "visual_recs_similar", "visual_recs_rules")
 
+    def formfield_for_dbfield(self, db_field: models.Field, request: HttpRequest, **kwargs):
+        # The indexed photo is uploaded through the app's loader, with the formats the worker decodes.
+        if isinstance(db_field, models.ImageField) and db_field.name == registry.for_model(self.model).image_field:
+            kwargs.setdefault("form_class", forms.PhotoField)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     # --- change list ---
 
     def get_list_display(self, request: HttpRequest):

@@ -27,6 +27,8 @@ from django.utils.translation import gettext
 
 from . import registry
 from .conf import app_settings
+from .exceptions import ImageError
+from .images import image_format, read_image_bytes
 from .indexing.merchandising import MAX_STRENGTH
 from .models import FeatureVector, Rule
 from .registry import IndexedModel
@@ -38,6 +40,31 @@ PIN_POSITIONS = 50
 PARTITIONS_NAMED = 20
 
 _ID_FIELDS = ("source_id", "target_id")
+
+
+class PhotoField(forms.FileField):
+    """A product photo upload, sniffed by the app's own loader (:func:`visual_recs.images.image_format`).
+
+    Django's ``forms.ImageField`` opens an upload with every format Pillow registers (EPS too,
+    which the app refuses); this field opens it only with the formats the worker decodes, so a
+    photo staff upload is refused here, with the reason, rather than failing its vector later.
+    """
+
+    def to_python(self, data):
+        upload = super().to_python(data)
+        if upload is None:
+            return None
+        try:
+            content = read_image_bytes(upload, max_bytes=app_settings.MAX_IMAGE_BYTES)
+        except ImageError as exc:
+            raise ValidationError(gettext("This photo cannot be used: %(reason)s."), params={"reason": exc}) from exc
+        if image_format(content) is None:
+            raise ValidationError(
+                gettext("This photo cannot be used: not an image file, or a format the shop does not read (such as EPS).")
+            )
+        if hasattr(upload, "seek") and callable(upload.seek):
+            upload.seek(0)  # read again when the model saves it
+        return upload
 #: What each kind reads; the form empties the rest, so a stored rule holds only what it does.
 _USED = {
     Rule.Kind.PIN: {"target_id", "position"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from collections.abc import Collection
 from typing import IO, Any, Union
@@ -43,6 +44,15 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 _REFUSED_FORMATS = frozenset({"EPS"})
 _TRANSPARENT_MODES = frozenset({"PA", "RGBA", "LA", "La", "RGBa"})
 _WIDE_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# What a path may name besides a regular file, for the message that refuses it.
+_FILE_KINDS = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def read_image_bytes(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -55,14 +65,7 @@ def read_image_bytes(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES)
     if isinstance(source, (bytes, bytearray, memoryview)):
         raise TypeError("read_image_bytes() takes a path or a file; pass image bytes to decode_image()")
     if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        try:
-            with open(name, "rb") as fh:
-                data = _read_bounded(fh, max_bytes)
-        except FileNotFoundError as exc:
-            raise MissingImage(f"the photo file '{name}' does not exist") from exc
-        except OSError as exc:
-            raise UnreadableImage(f"the photo file '{name}' cannot be read: {exc.strerror or 'I/O error'}") from exc
+        data = _read_path(os.fspath(source), max_bytes)
     elif isinstance(source, File):
         data = _read_django_file(source, max_bytes)
     elif hasattr(source, "read"):
@@ -124,6 +127,30 @@ def image_format(data: bytes) -> str | None:
             return img.format
     except (*_DECODE_ERRORS, TypeError, Image.DecompressionBombError):
         return None
+
+
+def _read_path(name: str, max_bytes: int) -> bytes:
+    """The bytes of the regular file at ``name``; a FIFO, a directory or a device is refused unread."""
+    if "\x00" in name:
+        raise UnreadableImage("the photo's file name contains a NUL character")
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever (it
+        # does not change reads of a regular file). The type is then checked on the open file
+        # itself, so nothing can swap the file between the check and the read.
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError as exc:
+        raise MissingImage(f"the photo file '{name}' does not exist") from exc
+    except OSError as exc:
+        raise UnreadableImage(f"the photo file '{name}' cannot be read: {exc.strerror or 'I/O error'}") from exc
+    kind = _FILE_KINDS.get(stat.S_IFMT(os.fstat(fd).st_mode), "something else")
+    if kind != "file":
+        os.close(fd)
+        raise UnreadableImage(f"the photo file '{name}' is {kind}, not a regular file")
+    with open(fd, "rb") as fh:
+        try:
+            return _read_bounded(fh, max_bytes)
+        except OSError as exc:
+            raise UnreadableImage(f"the photo file '{name}' cannot be read: {exc.strerror or 'I/O error'}") from exc
 
 
 def _read_bounded(fh: Any, max_bytes: int) -> bytes:

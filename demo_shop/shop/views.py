@@ -7,14 +7,18 @@ tag and search by photo from ``indexing.search_by_image``, the service the REST 
 from __future__ import annotations
 
 import math
+import posixpath
 from dataclasses import dataclass
+from pathlib import Path
 
 from django import forms
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
+from django.utils._os import safe_join
+from django.utils.cache import patch_cache_control
 from django.views import static
 
 from visual_recs import indexing, registry
@@ -165,9 +169,34 @@ def _refused(request: HttpRequest, status: int, retry_after: int | None, reason:
 
 
 def media_file(request: HttpRequest, path: str) -> HttpResponse:
-    """A file of MEDIA_ROOT, with or without DEBUG: a demo has no web server in front.
+    """A file of MEDIA_ROOT, with or without DEBUG: the gate for who sees which photo.
 
-    Django's ``serve`` is slow but refuses paths that lead out of MEDIA_ROOT; a real shop
-    serves MEDIA_ROOT from its proxy or object storage instead (docs/deploy.md).
+    Paths that lead out of MEDIA_ROOT are refused: ``..`` and absolute ones as suspicious (400),
+    and a symbolic link to a file outside as missing (404; ``static.serve`` alone follows it).
+    The photo of a hidden product (``is_active`` False) is served to staff only: it is not
+    shown in the shop, and its file name is no secret. Other files are served to anyone. A
+    proxy in front must pass /media/ here rather than serve MEDIA_ROOT itself (docs/deploy.md).
     """
-    return static.serve(request, path, document_root=settings.MEDIA_ROOT)
+    if "\x00" in path:
+        raise Http404("No such file.")
+    root = Path(settings.MEDIA_ROOT).resolve()
+    requested = posixpath.normpath(path).lstrip("/")  # as static.serve reads it
+    real = Path(safe_join(root, requested)).resolve()  # SuspiciousFileOperation (400) for .. and absolute paths
+    if not real.is_relative_to(root):
+        raise Http404("No such file.")
+    stored = real.relative_to(root).as_posix()
+    hidden = _photo_of_hidden_product({requested, stored})
+    if hidden and not request.user.is_staff:
+        raise Http404("No such file.")
+    response = static.serve(request, stored, document_root=root)
+    if hidden:
+        patch_cache_control(response, private=True)  # a shared cache must not hand it to shoppers
+    return response
+
+
+def _photo_of_hidden_product(names: set[str]) -> bool:
+    """Whether these file names (as the photo field stores them) are the photo of products that
+    are all hidden: one query on the indexed photo column. A photo an active product also uses
+    is shown on that product's page anyway."""
+    states = set(Product._base_manager.filter(image__in=names).values_list("is_active", flat=True))
+    return states == {False}

@@ -19,7 +19,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
@@ -208,8 +208,14 @@ def only_this_api(endpoints: list) -> list:
     return [endpoint for endpoint in endpoints if getattr(endpoint[3], "cls", None) in ours]
 
 
+API_VERSION = "1"
+
+
 class SchemaView(SpectacularAPIView):
-    """The OpenAPI 3 schema of this API (YAML; ``?format=json`` for JSON)."""
+    """The OpenAPI 3 schema of this API (YAML; ``?format=json`` for JSON).
+
+    The API has one version: ``?version=`` other than :data:`API_VERSION` answers 404.
+    """
 
     # Out of every schema, whatever DEFAULT_SCHEMA_CLASS says: drf-spectacular's own exclude
     # fails under DRF's default class, and `check --deploy` generates a schema of the project.
@@ -217,7 +223,18 @@ class SchemaView(SpectacularAPIView):
     custom_settings = {
         "TITLE": "visual_recs API",
         "DESCRIPTION": "Similar items from product photos, search by photo, and the index status.",
-        "VERSION": "1",
+        "VERSION": API_VERSION,
         "PREPROCESSING_HOOKS": ["visual_recs.api.views.only_this_api"],
     }
+
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        if request.query_params.get("version", API_VERSION) != API_VERSION:
+            # Not echoed: the value is the client's, of any length and content.
+            raise NotFound(f"This API has one version, {API_VERSION}.")
+        return super().get(request, *args, **kwargs)
+
+    def _get_version_parameter(self, request: Request) -> None:
+        # drf-spectacular's hook for ?version=: never the client's text, which it writes into the
+        # schema and the Content-Disposition header (a CR/LF there was a 500, a quote a second filename).
+        return None
 

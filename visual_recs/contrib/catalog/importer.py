@@ -180,7 +180,8 @@ class _Importer:
                 try:
                     self.import_row(row, existing)
                 except (_SkipRow, InvalidValue) as exc:
-                    key = (row.values.get(self.mapping.id_column) or "").strip()
+                    # As the row has it, for the message; a NUL shown as \x00 (the summary is printed).
+                    key = (row.values.get(self.mapping.id_column) or "").strip().replace("\x00", "\\x00")
                     self.summary.skipped.append(Skipped(row.line, self.mapping.id_column, key, str(exc)))
                 if progress is not None:
                     progress(1)

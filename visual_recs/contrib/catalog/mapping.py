@@ -99,7 +99,7 @@ class Mapping:
 
     def key_of(self, values: dict[str, str]) -> Any:
         """The row's identity as ``id_field`` stores it; InvalidValue when it is empty or malformed."""
-        raw = (values.get(self.id_column) or "").strip()
+        raw = self._cell(values, self.id_column)
         if not raw:
             raise InvalidValue(f"the {self.id_column} column is empty")
         if isinstance(self.id_field, (AutoFieldMixin, models.IntegerField)):
@@ -116,7 +116,7 @@ class Mapping:
         """The mapped fields' values as the model stores them; InvalidValue naming the column otherwise."""
         converted = {}
         for name, column in self.columns.items():
-            raw = (values.get(column) or "").strip()
+            raw = self._cell(values, column)
             field = self.model._meta.get_field(name)
             if raw == "" and not field.empty_strings_allowed:
                 converted[name] = None  # an empty cell of a number or a date: no value (validation says if one is needed)
@@ -128,7 +128,16 @@ class Mapping:
         return converted
 
     def photo_name_of(self, values: dict[str, str]) -> str:
-        return (values.get(self.image_column) or "").strip()
+        return self._cell(values, self.image_column)
+
+    @staticmethod
+    def _cell(values: dict[str, str], column: str) -> str:
+        """The row's value in ``column``, stripped; InvalidValue if it holds a NUL character, which no
+        field or file name can take (PostgreSQL refuses it in text, the OS in a path)."""
+        raw = (values.get(column) or "").strip()
+        if "\x00" in raw:
+            raise InvalidValue(f"the {column} column contains a NUL character")
+        return raw
 
 
 def bundled_mapping(

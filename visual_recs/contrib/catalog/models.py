@@ -57,5 +57,7 @@ class Product(AbstractProduct):
     class Meta(AbstractProduct.Meta):
         # The name it had in the core app (0.1): upgraded installs keep their table and rows.
         db_table = "visual_recs_product"
+        # A photo's URL finds its product (the demo's media view hides the photos of hidden ones).
+        indexes = [models.Index(fields=["image"], name="visual_recs_product_image")]
         verbose_name = _("product")
         verbose_name_plural = _("products")
