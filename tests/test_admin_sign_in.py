@@ -12,6 +12,7 @@ import runpy
 from pathlib import Path
 
 import pytest
+from django.conf import global_settings
 from django.contrib.auth import hashers
 from django.contrib.auth.models import User
 from django.core.cache import cache
@@ -33,10 +34,10 @@ class QuickPBKDF2PasswordHasher(hashers.PBKDF2PasswordHasher):
 
 @pytest.fixture(autouse=True)
 def demo_sign_in(settings, monkeypatch):
-    """The demo's sign-in settings, as demo_shop/settings.py has them (Django's defaults where it has none), and its URLs."""
+    """The demo's sign-in settings, as demo_shop/settings.py has them (else Django's defaults), and its URLs."""
     monkeypatch.setenv("DJANGO_DEBUG", "1")  # the settings need no secret key then
     demo = runpy.run_path(str(Path(__file__).resolve().parents[1] / "demo_shop" / "settings.py"))
-    settings.AUTHENTICATION_BACKENDS = demo.get("AUTHENTICATION_BACKENDS", ["django.contrib.auth.backends.ModelBackend"])
+    settings.AUTHENTICATION_BACKENDS = demo.get("AUTHENTICATION_BACKENDS", global_settings.AUTHENTICATION_BACKENDS)
     settings.SIGN_IN_LOCKOUT = demo.get("SIGN_IN_LOCKOUT", {})
     settings.PASSWORD_HASHERS = [f"{__name__}.QuickPBKDF2PasswordHasher"]
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "demo_shop.shop"]
@@ -94,7 +95,9 @@ def locked_for_minutes(response) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def test_forty_wrong_passwords_from_one_address_are_not_all_checked(client, any_cache, admin_user, clock, hashes, caplog):
+def test_forty_wrong_passwords_from_one_address_are_not_all_checked(
+    client, any_cache, admin_user, clock, hashes, caplog
+):
     responses = [sign_in_as(client, "admin", f"guess {n}") for n in range(40)]
     assert all(response.status_code == 200 for response in responses)
     assert len(hashes) == 5  # FAILURES_PER_ADDRESS: the other 35 never reached the hasher

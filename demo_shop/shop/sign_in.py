@@ -52,18 +52,19 @@ def _windows(request: HttpRequest | None, username: str | None) -> list[SlidingW
     now, duration = timer(), limits["WINDOW_SECONDS"]
     windows = []
     if request is not None:
-        key = f"sign_in_failures:address:{client_id(request)}"
-        windows.append(SlidingWindow(cache, key, limits["FAILURES_PER_ADDRESS"], duration, now))
+        address_key = f"sign_in_failures:address:{client_id(request)}"
+        windows.append(SlidingWindow(cache, address_key, limits["FAILURES_PER_ADDRESS"], duration, now))
     if username:
         # Any text a form lets through, as a key every cache accepts; "Admin" and "admin" are one.
-        digest = hashlib.sha256(username.casefold().encode()).hexdigest()
-        windows.append(SlidingWindow(cache, f"sign_in_failures:username:{digest}", limits["FAILURES_PER_USERNAME"], duration, now))
+        username_key = f"sign_in_failures:username:{hashlib.sha256(username.casefold().encode()).hexdigest()}"
+        windows.append(SlidingWindow(cache, username_key, limits["FAILURES_PER_USERNAME"], duration, now))
     return windows
 
 
 def _username(credentials: dict) -> str | None:
     """The username a sign-in names: ``username``, as the admin's form sends it, or the user model's own field."""
-    return credentials.get("username") or credentials.get(get_user_model().USERNAME_FIELD)
+    username = credentials.get("username") or credentials.get(get_user_model().USERNAME_FIELD)
+    return str(username) if username else None
 
 
 class SignInLockoutBackend(BaseBackend):
@@ -88,7 +89,7 @@ def count_failure(sender, credentials: dict, request: HttpRequest | None = None,
     for window in _windows(request, _username(credentials)):
         window.record()
         if window.full():
-            logger.warning("Sign-ins locked after repeated failures (%s) for up to %d s", window.current_key, window.wait())
+            logger.warning("Sign-ins locked after repeated failures (%s) for %d s", window.current_key, window.wait())
 
 
 class SignInForm(AdminAuthenticationForm):
