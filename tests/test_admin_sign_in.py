@@ -149,3 +149,12 @@ def test_any_username_is_counted_and_answered_never_a_500(client, admin_user, cl
     responses = [sign_in_as(client, username, "wrong") for _ in range(6)]
     assert [response.status_code for response in responses] == [200] * 6
     assert locked_for_minutes(responses[-1]) is not None
+
+
+def test_a_username_that_is_not_text_is_counted_as_its_text(admin_user, clock, hashes):
+    from django.contrib.auth import authenticate
+
+    for _ in range(20):  # no request: the username's count only
+        assert authenticate(None, username=12345, password="wrong") is None
+    assert authenticate(None, username="12345", password="wrong") is None
+    assert len(hashes) == 20  # the 21st was refused before any hashing: "12345" is that username
