@@ -122,6 +122,15 @@ if os.environ.get("DJANGO_CACHE_URL"):
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["DJANGO_CACHE_URL"]}
     }
 
+# The admin's sign-in: after 5 failures from one address (an IPv6 /64), or 20 for one username,
+# within 15 minutes, sign-ins there are refused before any password is checked, until the failures
+# leave the window (demo_shop/shop/sign_in.py; docs/deploy.md). Counted in the cache above.
+AUTHENTICATION_BACKENDS = [
+    "demo_shop.shop.sign_in.SignInLockoutBackend",  # first: it refuses before the password is hashed
+    "django.contrib.auth.backends.ModelBackend",
+]
+SIGN_IN_LOCKOUT = {"FAILURES_PER_ADDRESS": 5, "FAILURES_PER_USERNAME": 20, "WINDOW_SECONDS": 15 * 60}
+
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "/media/"

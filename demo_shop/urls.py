@@ -9,6 +9,10 @@ from django.contrib import admin
 from django.urls import include, path
 
 from demo_shop.shop import views
+from demo_shop.shop.sign_in import SignInForm
+
+# Says "Too many failed sign-ins; try again in N minutes" when the lockout refused a sign-in (sign_in.py).
+admin.site.login_form = SignInForm
 
 urlpatterns = [
     path("", views.catalog, name="catalog"),

@@ -120,7 +120,8 @@ def api_schema(db, fake_extractor, catalog_rows, make_catalog, api_cache, settin
     Search is not throttled here, so that generated uploads reach the view's validation; the
     status endpoint is called as staff (a session cookie), so its 200 is reached too.
     """
-    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": None}}
+    no_limits = {"visual_recs_search": None, "visual_recs_search_global": None}
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": no_limits}
     products = make_catalog(ids_of(catalog_rows, gender="Men", count=4) + ids_of(catalog_rows, gender="Women", count=4))
     config = schemathesis.Config.from_dict(
         {

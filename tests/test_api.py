@@ -290,6 +290,46 @@ def test_with_a_redis_cache_the_counts_are_shared_by_every_process(client, catal
         redis.Redis.from_url(url).flushdb()
 
 
+def search_from(client, address: str, headers: dict | None = None) -> int:
+    """The status of a search with no photo from ``address``: 400 past the throttle, 429 when not."""
+    return client.post(f"{API}/products/search/", {}, headers=headers, REMOTE_ADDR=address).status_code
+
+
+def test_an_ipv6_network_is_one_client_and_a_mapped_ipv4_address_is_its_ipv4_client(client, catalog, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "1/minute"}}
+    # One host holds the whole /64 and may take any address in it.
+    same_network = [search_from(client, address) for address in ("2001:db8:1:2::1", "2001:db8:1:2:aaaa:bbbb:cccc:dddd")]
+    assert same_network == [400, 429]
+    assert search_from(client, "2001:db8:1:3::1") == 400  # the next /64: another client
+    assert [search_from(client, "203.0.113.5"), search_from(client, "::ffff:203.0.113.5")] == [400, 429]
+
+
+def test_a_forwarded_value_that_is_no_address_is_one_client_whatever_it_says(client, catalog, settings):
+    # Two proxies declared where one stands: the client's own X-Forwarded-For text is read.
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": "1/minute"}, "NUM_PROXIES": 2}
+    texts = ["anything at all", "203.0.113.9:4711", "x" * 5000]
+    codes = [search_from(client, "198.51.100.1", {"X-Forwarded-For": f"{text}, 198.51.100.1"}) for text in texts]
+    assert codes == [400, 429, 429]  # never a 500, and no text makes a new client
+
+
+def test_the_global_rate_refuses_a_new_client_once_all_clients_together_reach_it(client, catalog, settings):
+    rates = {"visual_recs_search": "2/minute", "visual_recs_search_global": "3/minute"}
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": rates}
+    # A client past its own rate takes nothing of everyone's: two of the three.
+    assert [search_from(client, "203.0.113.1") for _ in range(4)] == [400, 400, 429, 429]
+    assert search_from(client, "203.0.113.2") == 400
+    response = client.post(f"{API}/products/search/", {}, REMOTE_ADDR="203.0.113.3")  # a new client
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    assert "throttled" in response.json()["detail"].lower()
+    # The search everyone's rate refused did not count against its client.
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {**rates, "visual_recs_search_global": None}}
+    assert [search_from(client, "203.0.113.3") for _ in range(3)] == [400, 400, 429]
+
+
+def test_the_global_rate_is_120_a_minute_by_default(client, catalog):
+    assert [search_from(client, f"10.0.{n // 250}.{n % 250 + 1}") for n in range(121)] == [400] * 120 + [429]
+
+
 def test_a_body_declared_larger_than_a_photo_is_refused_before_it_is_read(client, catalog, settings, monkeypatch):
     from rest_framework.request import Request
 

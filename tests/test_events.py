@@ -243,11 +243,13 @@ def test_a_flood_past_the_rate_is_dropped_per_address_and_ipv6_network(client, m
 
 
 def test_client_groups():
-    assert events.client_group("203.0.113.5") == "203.0.113.5"
-    assert events.client_group("2001:db8:1:2:aaaa::1") == events.client_group("2001:db8:1:2::ffff") == "2001:db8:1:2::/64"
-    assert events.client_group("::ffff:203.0.113.5") == "203.0.113.5"
-    assert events.client_group("not an address") == "not an address"
-    assert events.client_group("") == "unknown"
+    from visual_recs.utils import UNREADABLE_ADDRESS, client_group
+
+    assert client_group("203.0.113.5") == "203.0.113.5"
+    assert client_group("2001:db8:1:2:aaaa::1") == client_group("2001:db8:1:2::ffff") == "2001:db8:1:2::/64"
+    assert client_group("::ffff:203.0.113.5") == "203.0.113.5"
+    # Text that is no address is one client, whatever the text: varying it makes no new client.
+    assert client_group("not an address") == client_group("") == client_group("203.0.113.5:4711") == UNREADABLE_ADDRESS
 
 
 def test_a_body_over_16_kb_is_refused_before_it_is_read(client, events_on, monkeypatch):

@@ -173,6 +173,18 @@ def test_the_search_page_is_throttled_like_the_api_whatever_the_forwarded_header
     assert "Too many searches from your address" in response.content.decode()
 
 
+def test_the_search_page_shares_the_apis_global_rate(client, shop, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search_global": "1/minute"}}
+    codes = []
+    for address in ("203.0.113.1", "203.0.113.2"):
+        upload = SimpleUploadedFile(f"{SHOE}.jpg", photo_bytes(SHOE), content_type="image/jpeg")
+        response = client.post("/search/", {"photo": upload}, REMOTE_ADDR=address)
+        codes.append(response.status_code)
+    assert codes == [200, 429]
+    assert int(response["Retry-After"]) > 0
+    assert "Too many searches on the shop right now" in response.content.decode()
+
+
 def test_the_search_page_refuses_at_once_when_the_process_is_busy_or_the_body_too_big(client, shop, settings):
     from visual_recs.indexing import search as search_module
 

@@ -70,8 +70,9 @@ def test_a_window_holding_something_else_starts_its_count_again(client, redis_ca
     poison(redis_cache, now)
     assert client.post("/api/visual-recs/products/search/", {}).status_code == 400
     assert UNPICKLED == []
-    from visual_recs.api.throttling import SearchRateThrottle
+    from visual_recs.ratelimit import SlidingWindow
 
     # A counter of our own is read back as the integer it is.
     redis_cache.set("a-window", 7)
-    assert SearchRateThrottle()._count("a-window") == 7 and SearchRateThrottle()._count("no-window") == 0
+    window = SlidingWindow(redis_cache, "unused", limit=1, duration=60, now=0)
+    assert window._read("a-window") == 7 and window._read("no-window") == 0

@@ -12,7 +12,6 @@ signature, an old one fails ``EVENT_TOKEN_MAX_AGE``, and a replayed one meets th
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
@@ -167,28 +166,15 @@ def parse_body(body: bytes) -> list:
     return data["events"]
 
 
-def client_group(address: str) -> str:
-    """Who the flood limit counts ``address`` as: itself for IPv4, its /64 for IPv6 (one customer's network)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address or "unknown"
-    if ip.version == 4:
-        return str(ip)
-    if ip.ipv4_mapped is not None:  # ::ffff:203.0.113.5, as a dual-stack server may see an IPv4 client
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+def within_rate(client: str, count: int) -> int:
+    """How many of ``count`` events from ``client`` (``utils.client_id``) fit in ``EVENTS_RATE`` this minute.
 
-
-def within_rate(address: str, count: int) -> int:
-    """How many of ``count`` events from ``address`` fit in ``EVENTS_RATE`` this minute (the rest are dropped).
-
-    A plain integer counter per client and minute, made with ``add`` and moved with ``incr``
+    The rest are dropped. A plain integer counter per client and minute, made with ``add`` and moved with ``incr``
     (atomic in Redis and Memcached): nothing pickled is read back from the cache.
     """
     if count <= 0:
         return 0
-    key = f"visual_recs:events:{client_group(address)}:{int(time.time() // 60)}"
+    key = f"visual_recs:events:{client}:{int(time.time() // 60)}"
     cache.add(key, 0, timeout=120)
     try:
         total = cache.incr(key, count)

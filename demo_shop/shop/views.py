@@ -122,20 +122,22 @@ class _SearchPage:
     visual_recs_throttle_scope = SEARCH_SCOPE
 
 
-def _seconds_to_wait(request: HttpRequest) -> int | None:
-    """None when this client may search now; else how long until it may (the API's rate and counts)."""
+def _throttled(request: HttpRequest) -> HttpResponse | None:
+    """None when this client may search now; else the 429 page (the API's rates and counts)."""
     throttle = SearchRateThrottle()
     if throttle.allow_request(request, _SearchPage):
         return None
-    return max(1, math.ceil(throttle.wait() or 1))
+    wait = max(1, math.ceil(throttle.wait() or 1))
+    who = "on the shop right now" if throttle.refused_for_everyone else "from your address"
+    return _refused(request, 429, wait, f"Too many searches {who}: try again in {wait} seconds.")
 
 
 def search(request: HttpRequest) -> HttpResponse:
     """Upload a photo, see the products that look most like it (as often as the API's search allows)."""
     results = None
     if request.method == "POST":
-        if (wait := _seconds_to_wait(request)) is not None:
-            return _refused(request, 429, wait, f"Too many searches from your address: try again in {wait} seconds.")
+        if (refused := _throttled(request)) is not None:
+            return refused
         try:
             # From the declared length, before the form reads (and spools) the upload.
             indexing.refuse_oversized_upload(request.META.get("CONTENT_LENGTH"))
