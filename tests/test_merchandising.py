@@ -197,6 +197,20 @@ def test_the_fallback_fills_a_short_strip_and_marks_its_items(men, women, settin
     assert {item.object.product_type for item in indexing.recommendations(pending, 5).items} == {wanted}
 
 
+def test_a_fallback_by_a_value_with_no_column_follows_the_fallbacks_order(men, women, settings):
+    """``get_gender_display`` is no column: the values are read in Python, in the fallback's order.
+    More products share it than the fallback looks at (8 x the limit): the newest must still come first."""
+    from tests.conftest import declare
+
+    pending = Product.objects.create(title="New", gender="Men", image="products/missing.jpg")  # no vector yet
+    declare(settings, "products", fallback="get_gender_display")  # fallback_order: newest first
+    assert len(men) > 8 * 1
+    found = indexing.recommendations(pending, 1)
+    assert [(item.object.pk, item.origin) for item in found.items] == [(men[-1].pk, "fallback")]
+    found = indexing.recommendations(pending, 3)
+    assert [item.object.pk for item in found.items] == [men[-1].pk, men[-2].pk, men[-3].pk]
+
+
 def test_the_api_and_the_tag_say_where_each_item_comes_from(men, client):
     source = men[0]
     far = [pk for pk in (str(p.pk) for p in men[1:]) if pk not in listed(source)][0]

@@ -416,16 +416,6 @@ def _fallback_candidates(
     if indexed_model.partition_field is not None:
         candidates = candidates.filter(**{indexed_model.partition_field: partition})
     # (with a partition() hook each candidate's partition is checked as it joins the strip)
-    if option != "partition":
-        value = indexed_model.value_of(obj, option)
-        if value is None or value == "":
-            return None
-        if option in concrete_fields(indexed_model.model):
-            candidates = candidates.filter(**{option: value})
-        else:
-            wanted = str(value)
-            ids = [o.pk for o in candidates.iterator(chunk_size=500) if str(indexed_model.value_of(o, option)) == wanted]
-            candidates = candidates.filter(pk__in=ids[: 8 * strip.limit])
     order = declaration.fallback_order
     order = [order] if isinstance(order, str) else list(order)
     if order and order[0] == POPULAR:
@@ -434,7 +424,24 @@ def _fallback_candidates(
         # The most clicked first, by clicks; then the rest of the order (newest first by default).
         first = Case(*ranks, default=Value(len(ranks)), output_field=models.IntegerField()) if ranks else None
         order = ([first] if first is not None else []) + (order[1:] or ["-pk"])
-    return candidates.order_by(*map(_nulls_last, order)).prefetch_related(*indexed_model.prefetch)
+    candidates = candidates.order_by(*map(_nulls_last, order))
+    if option != "partition":
+        value = indexed_model.value_of(obj, option)
+        if value is None or value == "":
+            return None
+        if option in concrete_fields(indexed_model.model):
+            candidates = candidates.filter(**{option: value})
+        else:
+            # No column to filter on: each candidate's value is read in Python, in the fallback's
+            # order, until enough share the product's (the whole partition only when few do).
+            wanted, needed, ids = str(value), 8 * strip.limit, []
+            for candidate in candidates.iterator(chunk_size=500):
+                if str(indexed_model.value_of(candidate, option)) == wanted:
+                    ids.append(candidate.pk)
+                    if len(ids) == needed:
+                        break
+            candidates = candidates.filter(pk__in=ids)
+    return candidates.prefetch_related(*indexed_model.prefetch)
 
 
 #: ``fallback`` for "the nearest in any partition": the strip crosses its partition only when it must.
