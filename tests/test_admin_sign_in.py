@@ -158,3 +158,10 @@ def test_a_username_that_is_not_text_is_counted_as_its_text(admin_user, clock, h
         assert authenticate(None, username=12345, password="wrong") is None
     assert authenticate(None, username="12345", password="wrong") is None
     assert len(hashes) == 20  # the 21st was refused before any hashing: "12345" is that username
+
+
+def test_a_user_signed_in_without_the_form_stays_signed_in(client, admin_user):
+    """``force_login`` (tests, the bench, a shop's own sign-up view) takes the first backend that loads
+    users: never the lockout, which loads nobody."""
+    client.force_login(admin_user)
+    assert client.get("/admin/").status_code == 200

@@ -26,7 +26,6 @@ import time
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
-from django.contrib.auth.backends import BaseBackend
 from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -67,9 +66,15 @@ def _username(credentials: dict) -> str | None:
     return str(username) if username else None
 
 
-class SignInLockoutBackend(BaseBackend):
+class SignInLockoutBackend:
     """Refuses (``PermissionDenied``: Django stops there) every sign-in of a client or username with too
-    many recent failures; otherwise authenticates nobody, and the next backend checks the password."""
+    many recent failures; otherwise authenticates nobody, and the next backend checks the password.
+
+    Only ``authenticate``: no ``get_user`` (nor ``BaseBackend``, which has one that finds nobody), so
+    that Django never takes this backend for the one that signed a user in. ``Client.force_login``
+    and ``login()`` pick the first backend with ``get_user``; with this one's, the session would
+    name a backend that loads no user, and the signed-in user would be anonymous on the next request.
+    """
 
     def authenticate(self, request: HttpRequest | None, **credentials) -> None:
         locked = [window for window in _windows(request, _username(credentials)) if window.full()]
