@@ -70,6 +70,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a body declared larger than the largest photo upload is answered 413 before any
+    # middleware below reads it (CsrfViewMiddleware reads a POST's form, files spooled to disk).
+    "visual_recs.middleware.RequestSizeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The CSS without DEBUG (gunicorn in compose): collected into STATIC_ROOT by the Dockerfile.
     "whitenoise.middleware.WhiteNoiseMiddleware",

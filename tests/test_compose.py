@@ -181,7 +181,7 @@ def test_the_settings_under_the_compose_environment(container_settings):
     assert container_settings["SECRET_KEY"] == HOST_ENV["DJANGO_SECRET_KEY"]
     # No DEBUG to serve the CSS: WhiteNoise does, from what the image collected (the photos: demo_shop.urls).
     middleware = container_settings["MIDDLEWARE"]
-    assert middleware[:2] == ["django.middleware.security.SecurityMiddleware", "whitenoise.middleware.WhiteNoiseMiddleware"]
+    assert middleware[1:3] == ["django.middleware.security.SecurityMiddleware", "whitenoise.middleware.WhiteNoiseMiddleware"]
     assert DOCKERFILE.index("collectstatic --noinput") > DOCKERFILE.index("COPY demo_shop ./demo_shop")
     # Plain http on 127.0.0.1 until DJANGO_HTTPS=1: no redirect, cookies sent over http.
     assert not container_settings.get("SECURE_SSL_REDIRECT") and not container_settings.get("SESSION_COOKIE_SECURE")
