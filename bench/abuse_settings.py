@@ -11,4 +11,4 @@ from demo_shop.settings import *  # noqa: F403
 
 _rate = os.environ.get("VISUAL_RECS_BENCH_SEARCH_RATE")
 if _rate:
-    REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"visual_recs_search": None if _rate == "none" else _rate}}
+    REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"visual_recs_search": None if _rate == "none" else _rate}}  # noqa: F405

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import http.client
 import os
+import runpy
+import shutil
 import socket
 import statistics
 import subprocess
@@ -16,6 +18,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
+# What the compose stack deploys: gunicorn's settings, and nginx's site shared by compose and the benches.
+GUNICORN_CONF = REPO / "demo_shop" / "gunicorn.conf.py"
+NGINX_SITE = REPO / "deploy" / "nginx" / "visual_recs.conf"
 CATALOG_DIR = Path(os.environ.get("CATALOG_DIR", REPO.parent / "shared/data/fashion-images"))
 
 
@@ -101,10 +106,12 @@ class Answer(NamedTuple):
     body: bytes
 
 
-def send(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+def send(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 120
+) -> Answer:
     """One request on a new connection (sync workers close each), timed from connect to the last byte."""
     started = time.perf_counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -123,26 +130,41 @@ def get(port: int, path: str) -> tuple[float, int, bytes]:
     return answer.seconds, answer.status, answer.body
 
 
+class Logged(NamedTuple):
+    """One request in gunicorn's access log."""
+
+    seconds: float  # inside the worker: no queueing
+    pid: int  # the worker that served it
+    status: int
+    path: str
+
+
 class Gunicorn:
     """The demo shop under gunicorn on loopback, with the environment of this process; stopped on exit.
 
-    Sync workers by default; ``threads`` > 1 makes them gthread workers, each serving that
-    many requests at once.
+    ``workers=None``: as deployed, with every setting of demo_shop/gunicorn.conf.py but the
+    address. Otherwise that many sync workers; ``threads`` > 1 makes them gthread workers,
+    each serving that many requests at once.
     """
 
-    def __init__(self, workers: int, log: Path, threads: int = 1):
+    def __init__(self, workers: int | None, log: Path, threads: int = 1):
         self.port = free_port()
         self.log = open(log, "w")
-        # The access log holds each request's time inside the worker (%(D)s, microseconds): no queueing.
         self.access_log = log.with_suffix(".access.log")
-        worker_class = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
+        if workers is None:
+            deployed = runpy.run_path(str(GUNICORN_CONF))
+            workers, threads = deployed["workers"], deployed["threads"]
+            how = ["--config", str(GUNICORN_CONF)]
+        else:
+            how = ["--workers", str(workers)]
+            how += ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "demo_shop.wsgi:application", "--workers", str(workers), *worker_class,
+            [sys.executable, "-m", "gunicorn", "demo_shop.wsgi:application", *how,
              "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning",
-             "--access-logfile", str(self.access_log), "--access-logformat", "%(D)s"],
+             "--access-logfile", str(self.access_log), "--access-logformat", "%(D)s %(p)s %(s)s %(U)s"],
             cwd=REPO, env=os.environ.copy(), stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self.workers = workers
+        self.workers, self.threads = workers, threads
 
     def wait_ready(self, path: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -162,9 +184,17 @@ class Gunicorn:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         return [int(child) for child in children]
 
+    def logged(self) -> list[Logged]:
+        """The requests logged so far, in the order they were logged."""
+        requests = []
+        for line in self.access_log.read_text().splitlines():
+            microseconds, pid, status, path = line.split(" ", 3)
+            requests.append(Logged(int(microseconds) / 1e6, int(pid.strip("<>")), int(status), path))
+        return requests
+
     def server_times(self) -> list[float]:
         """Seconds each request logged so far spent in a worker, in the order they were logged."""
-        return [int(line) / 1e6 for line in self.access_log.read_text().split()]
+        return [request.seconds for request in self.logged()]
 
     def stop(self) -> None:
         self.process.terminate()
@@ -174,3 +204,56 @@ class Gunicorn:
             self.process.kill()
             self.process.wait()
         self.log.close()
+
+
+class Nginx:
+    """nginx in front of a server on ``upstream_port``, with the deployed site (deploy/nginx/visual_recs.conf).
+
+    Only the listening address, gunicorn's and nginx's own files (under ``workdir``) are ours;
+    stopped on exit.
+    """
+
+    def __init__(self, upstream_port: int, workdir: Path):
+        binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+        if not binary:
+            raise RuntimeError("nginx is not installed: apt-get install -y nginx-light (Debian, Ubuntu), or your system's nginx")
+        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.error_log = workdir / "nginx-error.log"
+        temp = {name: workdir / name for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+        # As root, nginx would run its workers as nobody, who may not write in our temporary directory.
+        user = "user root;" if os.geteuid() == 0 else ""
+        config = workdir / "nginx.conf"
+        config.write_text(
+            f"daemon off;\n{user}\npid {workdir / 'nginx.pid'};\nerror_log {self.error_log} warn;\n"
+            "worker_processes 1;\nevents { worker_connections 1024; }\n"
+            "http {\n    access_log off;\n"
+            + "".join(f"    {name}_temp_path {path};\n" for name, path in temp.items())
+            + f"    upstream django {{ server 127.0.0.1:{upstream_port}; }}\n"
+            f"    server {{\n        listen 127.0.0.1:{self.port};\n        include {NGINX_SITE};\n    }}\n}}\n"
+        )
+        self.process = subprocess.Popen(
+            [binary, "-p", str(workdir), "-c", str(config), "-e", str(self.error_log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until nginx accepts connections (what it answers is the server behind it's business)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited ({self.process.returncode}): {self.error_log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"nginx did not listen within {timeout} s; see {self.error_log}")
+
+    def stop(self) -> None:
+        self.process.terminate()  # SIGTERM: nginx's fast shutdown
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
