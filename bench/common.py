@@ -20,6 +20,7 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 # What the compose stack deploys: gunicorn's settings, and nginx's site shared by compose and the benches.
 GUNICORN_CONF = REPO / "demo_shop" / "gunicorn.conf.py"
+NGINX_HTTP = REPO / "deploy" / "nginx" / "visual_recs_http.conf"
 NGINX_SITE = REPO / "deploy" / "nginx" / "visual_recs.conf"
 CATALOG_DIR = Path(os.environ.get("CATALOG_DIR", REPO.parent / "shared/data/fashion-images"))
 
@@ -78,6 +79,20 @@ def product_of(row: dict[str, str]):
     )
 
 
+def cpu_flags() -> list[str]:
+    """The vector instructions that set the speed of the network and the exact search here (from /proc/cpuinfo)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            present = set(line.partition(":")[2].split())
+            return [flag for flag in ("avx512_vnni", "avx512f", "avx2") if flag in present]
+    return []
+
+
+def cpu_name(flags: list[str]) -> str:
+    """How the benchmarks' tables name the CPU's vector instructions."""
+    return "AVX-512 VNNI" if "avx512_vnni" in flags else ("AVX2" if "avx2" in flags else "no AVX2")
+
+
 def median(values) -> float:
     return statistics.median(values)
 
@@ -122,6 +137,36 @@ def send(
     finally:
         conn.close()
     return Answer(time.perf_counter() - started, response.status, response.headers, content)
+
+
+class SlowUpload:
+    """A form POST to ``path`` declaring a body of ``declared`` bytes, of which it sends the first kilobyte.
+
+    It carries a CSRF cookie, so Django's CSRF check must read the body for the form's token
+    (without one it refuses at once, and nothing would wait on the body). ``finish`` sends the
+    rest and reads the answer's status.
+    """
+
+    CSRF_SECRET = "s" * 32  # any 32 letters and digits: the form sends the same, unmasked
+
+    def __init__(self, port: int, path: str = "/", declared: int = 1024 * 1024, timeout: float = 60):
+        self.first = f"csrfmiddlewaretoken={self.CSRF_SECRET}&a=".encode().ljust(1024, b"x")
+        self.declared = declared
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Cookie: csrftoken={self.CSRF_SECRET}\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+        )
+        self.sock.sendall(head.encode() + self.first)
+
+    def finish(self) -> str:
+        """The rest of the body; the answer's status, or the name of the error that stopped it."""
+        try:
+            with self.sock:
+                self.sock.sendall(b"x" * (self.declared - len(self.first)))
+                return self.sock.makefile("rb").readline().split()[1].decode()
+        except (OSError, IndexError) as exc:
+            return type(exc).__name__
 
 
 def get(port: int, path: str) -> tuple[float, int, bytes]:
@@ -188,7 +233,10 @@ class Gunicorn:
         """The requests logged so far, in the order they were logged."""
         requests = []
         for line in self.access_log.read_text().splitlines():
-            microseconds, pid, status, path = line.split(" ", 3)
+            fields = line.split(" ", 3)
+            if len(fields) < 4 or not fields[0].isdigit():
+                continue  # the rest of a path with a line break in it (schemathesis sends such paths)
+            microseconds, pid, status, path = fields
             requests.append(Logged(int(microseconds) / 1e6, int(pid.strip("<>")), int(status), path))
         return requests
 
@@ -229,7 +277,7 @@ class Nginx:
             "worker_processes 1;\nevents { worker_connections 1024; }\n"
             "http {\n    access_log off;\n"
             + "".join(f"    {name}_temp_path {path};\n" for name, path in temp.items())
-            + f"    upstream django {{ server 127.0.0.1:{upstream_port}; }}\n"
+            + f"    include {NGINX_HTTP};\n    upstream django {{ server 127.0.0.1:{upstream_port}; }}\n"
             f"    server {{\n        listen 127.0.0.1:{self.port};\n        include {NGINX_SITE};\n    }}\n}}\n"
         )
         self.process = subprocess.Popen(

@@ -154,9 +154,12 @@ def test_only_the_proxy_is_published_and_it_reads_the_repositorys_nginx_config()
     for entry in proxy["volumes"]:
         source, target, mode = entry.split(":")
         assert (REPO / source).is_file() and mode == "ro", entry
-    assert {target for target in mounts("proxy")} == {"/etc/nginx/conf.d/default.conf", "/etc/nginx/visual_recs.conf"}
+    assert set(mounts("proxy")) == {
+        "/etc/nginx/conf.d/default.conf", "/etc/nginx/visual_recs_http.conf", "/etc/nginx/visual_recs.conf"
+    }
     site = (REPO / "deploy/nginx/compose.conf").read_text()
-    assert "server web:8000;" in site and "include /etc/nginx/visual_recs.conf;" in site and "listen 8000;" in site
+    assert "server web:8000;" in site and "listen 8000;" in site
+    assert "include /etc/nginx/visual_recs_http.conf;" in site and "include /etc/nginx/visual_recs.conf;" in site
 
 
 def test_the_compose_nginx_config_is_valid(tmp_path):
@@ -165,7 +168,8 @@ def test_the_compose_nginx_config_is_valid(tmp_path):
     assert nginx, "nginx is not installed: apt-get install -y nginx-light"
     site = (REPO / "deploy/nginx/compose.conf").read_text()
     site = site.replace("server web:8000;", "server 127.0.0.1:8000;")
-    site = site.replace("/etc/nginx/visual_recs.conf", str(REPO / "deploy/nginx/visual_recs.conf"))
+    for name in ("visual_recs_http.conf", "visual_recs.conf"):
+        site = site.replace(f"/etc/nginx/{name}", str(REPO / "deploy/nginx" / name))
     (tmp_path / "site.conf").write_text(site)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid; error_log stderr; events {{}}\n"
