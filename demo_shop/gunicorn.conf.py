@@ -17,14 +17,14 @@ import os
 bind = "0.0.0.0:8000"
 # Each worker process holds its own ResNet50 for search by photo once it has run one.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Threads, not more processes: a page spends most of its time waiting on the database. There
+# Threads rather than more processes, which would each hold a network of their own. There
 # are more threads than the app's search slots (VISUAL_RECS["MAX_CONCURRENT_SEARCHES"], 2 per
 # process, the excess answered 503 at once), so a flood of searches never takes every thread
 # and product pages keep six per worker.
 worker_class = "gthread"
 threads = 8
-# A search by photo compiles the network on a worker's first one (about a second); the
-# timeout leaves room for a slow disk. It is not what protects from slow clients: nginx is.
+# A worker compiles the network on its first search by photo; the timeout leaves room for a
+# slow disk. It is not what protects from slow clients: nginx is.
 timeout = 120
 graceful_timeout = 30
 # nginx opens a connection per request (HTTP/1.0 upstream): nothing to keep alive for long.
