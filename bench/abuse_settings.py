@@ -1,10 +1,11 @@
 """Settings of the gunicorn that ``bench/abuse.py`` attacks: the demo shop's, as deployed (see the script).
 
 The one change: ``VISUAL_RECS_BENCH_SEARCH_RATE``, when set, is the search throttle's rate
-per client (``"none"``: no limit, and none for all clients together either). The schema
-fuzzing and the search flood set ``"none"``, so that the fuzzer's requests reach the views'
-validation instead of stopping at a 429, and the flood meets only the front's rate and the
-workers' search slots; every other case runs the demo's defaults.
+per client (``"none"``: no limit, and none for all clients together either). The hostile
+PNGs, the schema fuzzing and the search flood set ``"none"``, so that the uploads and the
+fuzzer's requests reach the views' decoding and validation instead of stopping at a 429, and
+the flood meets only the front's rate and the workers' search slots; the other cases run
+the demo's defaults.
 """
 
 import os
