@@ -14,5 +14,8 @@ from demo_shop.settings import *  # noqa: F403
 
 _rate = os.environ.get("VISUAL_RECS_BENCH_SEARCH_RATE")
 if _rate:
-    _rates = {"visual_recs_search": _rate} if _rate != "none" else {"visual_recs_search": None, "visual_recs_search_global": None}
+    if _rate == "none":
+        _rates = {"visual_recs_search": None, "visual_recs_search_global": None}
+    else:
+        _rates = {"visual_recs_search": _rate}
     REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": _rates}  # noqa: F405

@@ -264,7 +264,9 @@ class Nginx:
     def __init__(self, upstream_port: int, workdir: Path):
         binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
         if not binary:
-            raise RuntimeError("nginx is not installed: apt-get install -y nginx-light (Debian, Ubuntu), or your system's nginx")
+            raise RuntimeError(
+                "nginx is not installed: apt-get install -y nginx-light (Debian, Ubuntu), or your system's nginx package"
+            )
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         self.error_log = workdir / "nginx-error.log"

@@ -175,7 +175,9 @@ def test_the_compose_nginx_config_is_valid(tmp_path):
         f"pid {tmp_path}/nginx.pid; error_log stderr; events {{}}\n"
         f"http {{ client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path}; include {tmp_path}/site.conf; }}\n"
     )
-    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"], capture_output=True, text=True)
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 

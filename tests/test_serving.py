@@ -72,7 +72,8 @@ def test_clients_trickling_bodies_do_not_hold_the_pages(front):
 
 def test_a_body_over_the_upload_limit_is_refused_by_the_front(front):
     nginx, _ = front
-    answer = send(nginx.port, "POST", "/search/", b"x" * (20544 * 1024 + 1), {"Content-Type": "application/octet-stream"})
+    too_large = b"x" * (20544 * 1024 + 1)  # client_max_body_size 20544k, and a byte
+    answer = send(nginx.port, "POST", "/search/", too_large, {"Content-Type": "application/octet-stream"})
     assert answer.status == 413
 
 
