@@ -1,26 +1,33 @@
-"""Abuse run: the demo shop under a real gunicorn, attacked four ways; what each attack got and cost.
+"""Abuse run: the demo shop as deployed (gunicorn behind nginx), attacked six ways; what each attack got and cost.
 
     .venv/bin/python -m bench.abuse [--products 300] [--json PATH] [--redis redis://127.0.0.1:6379/11]
         [--fuzz-examples 40] [--seed 0]
 
 Set-up: a throwaway SQLite database with the first N products of the sample catalog, indexed
-with the real ResNet50 (photos read in place); gunicorn with 2 gthread workers of 2 threads
-each (``MAX_CONCURRENT_SEARCHES`` is 2, so a worker never refuses a search as busy and each
-can decode two uploads at once, its worst case), DEBUG off, a secret key of this run, and
-the cache in Redis (``DJANGO_CACHE_URL``, a database of its own, emptied at the start of
-each case) so the search throttle counts across the workers as in the compose stack. Before
-the cases every worker has run a search, so the network is loaded and the memory figures
-are the attacks', not the first search's.
+with the real ResNet50 (photos read in place); gunicorn with demo_shop/gunicorn.conf.py (2
+gthread workers of 8 threads) behind nginx with deploy/nginx/visual_recs.conf, as the
+compose stack serves it (Debian's nginx: ``apt-get install -y nginx-light``); every request
+goes through nginx. DEBUG off, a secret key of this run, Django trusting the one proxy
+(``DJANGO_NUM_PROXIES=1``), and the cache in Redis (``DJANGO_CACHE_URL``, a database of its
+own, emptied at the start of each case) so the search throttle counts across the workers as
+in the compose stack. Before the cases every worker has served a search (its access log
+says which worker served what), so the network is loaded and the memory figures are the
+attacks', not the first search's. In the first two cases a search answered 503 with
+Retry-After (the front's search rate, or a worker's search slots all taken) is sent again
+after it, as a well-behaved client does: they are about what comes after (the throttle,
+decoding).
 
 1. Spoofed forwarding headers: 60 searches by photo from one client, 4 at a time (as many
-   as the workers serve at once), each claiming another address in ``X-Forwarded-For``,
+   as the workers search at once), each claiming another address in ``X-Forwarded-For``,
    ``X-Real-IP`` and ``Forwarded``; then the same on the demo's own search page
    (``/search/``, with its CSRF token). The rate is the default 30 a minute: at most 30 may
    be served, the rest must be 429 with Retry-After.
 2. Hostile PNGs, 8 at once, 3 rounds: 16-bit images at the upload pixel limit and beyond,
    a 64-megapixel RGB, a decompression bomb (a 400-megapixel grey PNG of 0.4 MB), a zTXt
    chunk that inflates to 64 MB, a 21 MB body, and a real photo as the control. Each
-   worker's peak resident memory (VmHWM, reset before the case) against its idle RSS.
+   worker's peak resident memory (VmHWM, reset before the case) against its idle RSS. With
+   no search rate (as case 4): the 24 uploads and those sent again after a 503 would reach
+   the per-client rate, and this case is about decoding.
 3. Bogus Basic auth: 200 requests to the similar-items endpoint with random
    ``Authorization: Basic`` headers, against 200 without; the workers' CPU seconds
    (/proc/<pid>/stat) per request, beside what one password check costs on this machine.
@@ -28,7 +35,18 @@ are the attacks', not the first search's.
    (``/api/visual-recs/schema/``) generated valid and invalid input (``--fuzz-examples``
    per operation and phase, ``--seed``), signed in as staff so the status endpoint is
    reached too; any 5xx or a status the schema does not document is a failure. This case
-   restarts gunicorn with no search limit, so the fuzzer reaches the view's validation.
+   restarts gunicorn with no search limit and sends straight to it, not through nginx (whose
+   search rate would refuse most of its uploads), so the fuzzer reaches the view's validation.
+5. Slow clients: 20 form posts (with a CSRF cookie, so Django must read the body) that
+   declare a 1 MiB body and send its first kilobyte, held open while product pages are
+   fetched one after another; then each sends the rest and must be answered. Target: every
+   page within 1 s. For contrast, the same straight at gunicorn (no front): one page, given
+   at most 30 s.
+6. Search flood: 64 clients searching by photo back to back, with no per-address rate (so
+   that what holds is the front's search rate and the per-process search pool,
+   ``MAX_CONCURRENT_SEARCHES``, not the 429), while product pages are fetched one after
+   another (from a process of their own). Target: their p95 under 0.5 s. For contrast, the
+   same straight at gunicorn, where only Django's pool stands in the flood's way.
 
 Prints a table for the README's "Reliability" section; ``--json`` writes the figures.
 Exits 1 when an expectation above does not hold.
@@ -42,24 +60,36 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-from bench.common import CATALOG_DIR, Answer, Gunicorn, load_catalog, send, setup_django
+from bench.common import (
+    CATALOG_DIR, Answer, Gunicorn, Nginx, SlowUpload, cpu_flags, cpu_name, load_catalog, send, setup_django,
+)  # fmt: skip
 
 API = "/api/visual-recs"
+SEARCH = f"{API}/products/search/"
 SCHEMA = f"{API}/schema/?format=json"
-WORKERS = 2
-THREADS = 2  # = MAX_CONCURRENT_SEARCHES: two decodes at once per worker, never a 503
+SEARCH_SLOTS = 2  # MAX_CONCURRENT_SEARCHES, the app's default: searches one worker runs at once
 DEFAULT_RATE = 30  # searches a minute per client, the app's default (visual_recs.api.throttling)
 PHOTO_ID = "13683"
+SLOW_CLIENTS = 20
+SLOW_BODY = 1024 * 1024
+SLOW_PAGE_TARGET_S = 1.0
+WITHOUT_FRONT_TIMEOUT_S = 30
+FLOOD_CLIENTS = 64
+FLOOD_P95_TARGET_S = 0.5
+PAGES = 100  # product pages fetched during each of the last two cases
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -88,7 +118,7 @@ def post_file(port: int, path: str, field: str, filename: str, content: bytes, h
 
 def search_api(port: int, content: bytes, headers: dict[str, str] | None = None) -> Answer:
     """``POST products/search/`` with ``content`` as the photo."""
-    return post_file(port, f"{API}/products/search/", "image", "upload.png", content, headers)
+    return post_file(port, SEARCH, "image", "upload.png", content, headers)
 
 
 def spoofed(n: int) -> dict[str, str]:
@@ -140,10 +170,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def has_network_loaded(pid: int) -> bool:
-    return "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()
-
-
 # --- hostile PNGs ----------------------------------------------------------------------------
 
 
@@ -189,41 +215,85 @@ def reset_throttle_counts(redis_url: str) -> None:
     redis.Redis.from_url(redis_url).flushdb()
 
 
-def warm_up(server: Gunicorn, photo: bytes, redis_url: str) -> None:
-    """Searches two at a time until every worker has loaded the network (at most 10 rounds)."""
-    for _ in range(10):
-        if all(has_network_loaded(pid) for pid in server.worker_pids()):
+class Deployed:
+    """The demo as the compose stack serves it: gunicorn (demo_shop/gunicorn.conf.py) behind nginx.
+
+    ``port`` is nginx's: every request of the cases goes through the front.
+    """
+
+    def __init__(self, workdir: Path, name: str):
+        self.gunicorn = Gunicorn(None, workdir / f"{name}.log")
+        self.nginx = Nginx(self.gunicorn.port, workdir / f"{name}-nginx")
+        self.port = self.nginx.port
+        self.workers, self.threads = self.gunicorn.workers, self.gunicorn.threads
+
+    def wait_ready(self) -> None:
+        self.gunicorn.wait_ready(SCHEMA)
+        self.nginx.wait_ready()
+
+    def worker_pids(self) -> list[int]:
+        return self.gunicorn.worker_pids()
+
+    def stop(self) -> None:
+        self.nginx.stop()
+        self.gunicorn.stop()
+
+
+def warm_up(server: Deployed, photo: bytes, redis_url: str) -> None:
+    """Searches until every worker has served one, so that each has loaded the network (whichever
+    extractor is configured: gunicorn's access log says which worker served each search)."""
+    for _ in range(20):
+        searched = {r.pid for r in server.gunicorn.logged() if r.path == SEARCH and r.status == 200}
+        if searched >= set(server.worker_pids()):
             reset_throttle_counts(redis_url)
             return
         in_parallel([0, 1], lambda _: search_api(server.port, photo), 2)
-    raise RuntimeError("a worker never loaded the network; see the gunicorn log")
+    raise RuntimeError("a worker never served a search; see the gunicorn log")
 
 
-def flood(send_one, count: int) -> dict:
-    """``count`` requests, as many at a time as the workers serve, each with other spoofed addresses."""
-    answers = in_parallel(list(range(count)), lambda n: send_one(spoofed(n)), WORKERS * THREADS)
+def waiting_when_busy(send_one, waits: Counter) -> Answer:
+    """``send_one()`` again after each 503 with Retry-After, waiting as told, as a well-behaved client does.
+
+    The front's search rate and the workers' search slots answer so; these cases are about
+    what comes after them (the throttle, decoding), so their requests wait their turn.
+    """
+    while True:
+        answer = send_one()
+        if answer.status != 503 or "Retry-After" not in answer.headers:
+            return answer
+        waits["busy_503"] += 1
+        time.sleep(int(answer.headers["Retry-After"]))
+
+
+def flood(send_one, count: int, at_once: int) -> dict:
+    """``count`` requests, ``at_once`` at a time, each with other spoofed addresses."""
+    waits: Counter = Counter()
+    answers = in_parallel(list(range(count)), lambda n: waiting_when_busy(lambda: send_one(spoofed(n)), waits), at_once)
     statuses = Counter(answer.status for answer in answers)
     return {
         "requests": count,
+        "busy_503_waited": waits["busy_503"],
         "statuses": dict(sorted(statuses.items())),
         "served": statuses[200],
         "refused_429_with_retry_after": sum(a.status == 429 and int(a.headers.get("Retry-After", 0)) > 0 for a in answers),
     }
 
 
-def spoofed_headers_case(server: Gunicorn, photo: bytes, redis_url: str, count: int) -> dict:
+def spoofed_headers_case(server: Deployed, photo: bytes, redis_url: str, count: int) -> dict:
+    # As many at once as the workers search at once: none is refused as busy.
+    at_once = server.workers * SEARCH_SLOTS
     reset_throttle_counts(redis_url)
-    api = flood(lambda headers: search_api(server.port, photo, headers), count)
+    api = flood(lambda headers: search_api(server.port, photo, headers), count, at_once)
     reset_throttle_counts(redis_url)
     page = SearchPage(server.port)
-    demo = flood(lambda headers: page.post(photo, headers), count)
+    demo = flood(lambda headers: page.post(photo, headers), count, at_once)
     held = all(
         r["served"] <= DEFAULT_RATE and r["served"] + r["refused_429_with_retry_after"] == r["requests"] for r in (api, demo)
     )
-    return {"rate_per_minute": DEFAULT_RATE, "api": api, "search_page": demo, "held": held}
+    return {"rate_per_minute": DEFAULT_RATE, "at_once": at_once, "api": api, "search_page": demo, "held": held}
 
 
-def hostile_png_case(server: Gunicorn, photo: bytes, redis_url: str, rounds: int, at_once: int) -> dict:
+def hostile_png_case(server: Deployed, photo: bytes, redis_url: str, rounds: int, at_once: int) -> dict:
     files = hostile_files(photo)
     jobs = [files[i % len(files)] for i in range(rounds * at_once)]
     reset_throttle_counts(redis_url)
@@ -232,11 +302,13 @@ def hostile_png_case(server: Gunicorn, photo: bytes, redis_url: str, rounds: int
     for pid in pids:
         reset_peak_memory(pid)
 
+    waits: Counter = Counter()
+
     def run(job) -> tuple[str, int | str, float]:
         name, content, _ = job
         started = time.perf_counter()
         try:
-            answer = search_api(server.port, content)
+            answer = waiting_when_busy(lambda: search_api(server.port, content), waits)
         except ConnectionError as exc:  # a server that answers before reading the body may reset the connection
             return name, type(exc).__name__, time.perf_counter() - started
         return name, answer.status, answer.seconds
@@ -256,6 +328,7 @@ def hostile_png_case(server: Gunicorn, photo: bytes, redis_url: str, rounds: int
     return {
         "requests": len(jobs),
         "at_once": at_once,
+        "busy_503_waited": waits["busy_503"],
         "files": per_file,
         "idle_rss_mib": {str(pid): idle[pid] / 1024 for pid in pids},
         "peak_rss_mib": {str(pid): peak[pid] / 1024 for pid in pids},
@@ -275,7 +348,7 @@ def password_check_ms() -> float:
     return (time.process_time() - started) * 1000
 
 
-def bogus_basic_case(server: Gunicorn, pks: list[int], count: int) -> dict:
+def bogus_basic_case(server: Deployed, pks: list[int], count: int) -> dict:
     pids = server.worker_pids()
 
     def run(headers_of) -> dict:
@@ -310,7 +383,7 @@ def bogus_basic_case(server: Gunicorn, pks: list[int], count: int) -> dict:
 def build_shop(products: int) -> tuple[list[int], str]:
     """Index the first ``products`` catalog rows with the real network; (their pks, a staff session cookie)."""
     from django.conf import settings
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Permission, User
     from django.db import connections
     from django.test import Client
 
@@ -322,21 +395,122 @@ def build_shop(products: int) -> tuple[list[int], str]:
     summary = indexing.index_many(Product.objects.all())
     print(f"indexed {products} products in {time.perf_counter() - started:.0f} s: {summary}", flush=True)
     client = Client()
-    client.force_login(User.objects.create_user("staff", is_staff=True))
+    staff = User.objects.create_user("staff", is_staff=True)
+    # The status endpoint's permission besides is_staff: the fuzzer reaches its 200 too.
+    staff.user_permissions.add(Permission.objects.get(codename="view_featurevector", content_type__app_label="visual_recs"))
+    # Signed in by the backend that finds users (the demo's first backend only refuses locked-out sign-ins).
+    client.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
     pks = list(Product.objects.filter(is_active=True).values_list("pk", flat=True))
     connections.close_all()  # the workers write nothing; no lock of ours stands in their way
     return pks, cookie
 
 
-def start(log: Path, search_rate: str | None = None) -> Gunicorn:
+def start(workdir: Path, name: str, search_rate: str | None = None) -> Deployed:
     if search_rate:
         os.environ["VISUAL_RECS_BENCH_SEARCH_RATE"] = search_rate
     else:
         os.environ.pop("VISUAL_RECS_BENCH_SEARCH_RATE", None)
-    server = Gunicorn(WORKERS, log, threads=THREADS)
-    server.wait_ready(SCHEMA)
+    server = Deployed(workdir, name)
+    server.wait_ready()
     return server
+
+
+# --- slow clients and floods -----------------------------------------------------------------
+
+
+def page_seconds(port: int, pks: list[int], count: int, timeout: float = 120) -> list[float]:
+    """``count`` product pages, one after another: each one's seconds (``timeout`` when none came)."""
+    seconds = []
+    for n in range(count):
+        try:
+            answer = send(port, "GET", f"/products/{pks[n % len(pks)]}/", timeout=timeout)
+        except TimeoutError:
+            seconds.append(timeout)
+            continue
+        if answer.status != 200:
+            raise RuntimeError(f"a product page answered {answer.status}")
+        seconds.append(answer.seconds)
+    return seconds
+
+
+def p95(values: list[float]) -> float:
+    return sorted(values)[max(0, round(0.95 * len(values)) - 1)]
+
+
+def slow_clients_case(server: Deployed, pks: list[int]) -> dict:
+    """Pages while slow uploads are open through the front; then, for contrast, straight at gunicorn."""
+    slow = [SlowUpload(server.port, declared=SLOW_BODY) for _ in range(SLOW_CLIENTS)]
+    pages = page_seconds(server.port, pks, PAGES)
+    uploads = Counter(upload.finish() for upload in slow)
+    slow = [SlowUpload(server.gunicorn.port, declared=SLOW_BODY) for _ in range(SLOW_CLIENTS)]
+    direct = page_seconds(server.gunicorn.port, pks, 1, timeout=WITHOUT_FRONT_TIMEOUT_S)[0]
+    direct_uploads = Counter(upload.finish() for upload in slow)
+    return {
+        "slow_clients": SLOW_CLIENTS,
+        "declared_body_bytes": SLOW_BODY,
+        "pages": len(pages),
+        "page_median_s": statistics.median(pages),
+        "page_max_s": max(pages),
+        "uploads_answered": dict(uploads),
+        "target_s": SLOW_PAGE_TARGET_S,
+        "held": max(pages) < SLOW_PAGE_TARGET_S and uploads == {"200": SLOW_CLIENTS},
+        "without_front": {"page_s": direct, "gave_up_after_s": WITHOUT_FRONT_TIMEOUT_S, "uploads_answered": dict(direct_uploads)},
+    }
+
+
+def pages_during_flood(port: int, pks: list[int], photo: bytes) -> dict:
+    """``FLOOD_CLIENTS`` searching back to back at ``port`` while product pages are fetched there."""
+    stop = threading.Event()
+    statuses: Counter = Counter()
+    lock = threading.Lock()
+
+    def searcher() -> None:
+        while not stop.is_set():
+            status = search_api(port, photo).status
+            with lock:
+                statuses[status] += 1
+
+    # The pages are timed from a process of their own, started before the flood: in this one they
+    # would wait for the flood's 64 threads to hand over the GIL, which is the bench's cost, not the shop's.
+    with ProcessPoolExecutor(1, mp_context=get_context("fork")) as prober:
+        prober.submit(int).result()
+        threads = [threading.Thread(target=searcher) for _ in range(FLOOD_CLIENTS)]
+        for thread in threads:
+            thread.start()
+        try:
+            started = time.perf_counter()
+            pages = prober.submit(page_seconds, port, pks, PAGES).result()
+            seconds = time.perf_counter() - started
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    return {
+        "search_statuses": dict(sorted(statuses.items())),
+        "searches_served_per_s": statuses[200] / seconds,
+        "pages": len(pages),
+        "page_median_s": statistics.median(pages),
+        "page_p95_s": p95(pages),
+        "page_max_s": max(pages),
+    }
+
+
+def search_flood_case(server: Deployed, pks: list[int], photo: bytes) -> dict:
+    """The flood through the front; then, for contrast, straight at gunicorn (Django's search pool alone)."""
+    logged_before = len(server.gunicorn.logged())
+    through_front = pages_during_flood(server.port, pks, photo)
+    # What got past nginx's search rate, as gunicorn logged it: Django's pool answers 503 beyond its slots.
+    reached_django = Counter(r.status for r in server.gunicorn.logged()[logged_before:] if r.path == SEARCH)
+    without_front = pages_during_flood(server.gunicorn.port, pks, photo)
+    return {
+        "clients": FLOOD_CLIENTS,
+        **through_front,
+        "reached_django": dict(sorted(reached_django.items())),
+        "target_p95_s": FLOOD_P95_TARGET_S,
+        "held": through_front["page_p95_s"] < FLOOD_P95_TARGET_S and set(through_front["search_statuses"]) <= {200, 503},
+        "without_front": without_front,
+    }
 
 
 def schemathesis_config(pks: list[int]) -> str:
@@ -351,10 +525,12 @@ def schemathesis_config(pks: list[int]) -> str:
     )
 
 
-def schema_fuzz_case(server: Gunicorn, pks: list[int], cookie: str, examples: int, seed: int, workdir: Path) -> dict:
-    """schemathesis against the live server; every request it sent, read back from its NDJSON report."""
-    base = f"http://127.0.0.1:{server.port}"
-    schema = json.loads(send(server.port, "GET", SCHEMA).body)
+def schema_fuzz_case(server: Deployed, pks: list[int], cookie: str, examples: int, seed: int, workdir: Path) -> dict:
+    """schemathesis straight at gunicorn (the front would answer most of its searches 503 at its
+    rate: the app's validation is what is fuzzed); every request it sent, read back from its NDJSON report."""
+    port = server.gunicorn.port
+    base = f"http://127.0.0.1:{port}"
+    schema = json.loads(send(port, "GET", SCHEMA).body)
     documented = {
         f"{method.upper()} {path}": set(operation["responses"])
         for path, operations in schema["paths"].items()
@@ -421,7 +597,10 @@ def table(f: dict) -> str:
     spoof, png_case, basic, fuzz = f["spoofed_headers"], f["hostile_pngs"], f["bogus_basic"], f["schema_fuzz"]
 
     def flood_result(r: dict) -> str:
-        return f"{r['served']} served, {r['refused_429_with_retry_after']} refused 429 with Retry-After"
+        return (
+            f"{r['served']} served, {r['refused_429_with_retry_after']} refused 429 with Retry-After "
+            f"(and {r['busy_503_waited']} answered 503 busy, sent again after Retry-After)"
+        )
 
     png_statuses = "; ".join(
         f"{name}: {counts(r['statuses'])} in at most {r['max_seconds']:.2f} s"
@@ -434,11 +613,11 @@ def table(f: dict) -> str:
     rows = [
         (
             "spoofed forwarding headers",
-            f"{spoof['api']['requests']} searches by photo from one client, {WORKERS * THREADS} at a time, each claiming another address "
+            f"{spoof['api']['requests']} searches by photo from one client, {spoof['at_once']} at a time, each claiming another address "
             "(X-Forwarded-For, X-Real-IP, Forwarded); then as many on the demo's /search/ page",
             f"API: {flood_result(spoof['api'])}; /search/: {flood_result(spoof['search_page'])} "
             f"(rate {spoof['rate_per_minute']}/minute)",
-            "nothing: the headers are ignored, the client is REMOTE_ADDR"
+            "nothing: nginx overwrites X-Forwarded-For, Django trusts that one proxy and ignores the other headers"
             if spoof["held"]
             else f"the headers are ignored, but concurrent requests get past the rate: "
             f"{spoof['api']['served'] - spoof['rate_per_minute']} and {spoof['search_page']['served'] - spoof['rate_per_minute']} "
@@ -447,7 +626,7 @@ def table(f: dict) -> str:
         (
             "hostile PNGs",
             f"{png_case['requests']} uploads, {png_case['at_once']} at once: {', '.join(png_case['files'])}",
-            png_statuses,
+            png_statuses + f" ({png_case['busy_503_waited']} answered 503 busy, sent again after Retry-After)",
             f"peak resident memory of a worker {png_case['max_peak_rss_mib']:.0f} MiB, "
             f"{png_case['max_growth_mib']:.0f} MiB over its idle RSS"
             + ("" if png_case["as_expected"] else "; **a status other than expected**"),
@@ -467,6 +646,33 @@ def table(f: dict) -> str:
             f"examples per operation and phase, seed {fuzz['seed']}, signed in as staff",
             f"{fuzz['requests']} requests in {fuzz['seconds']:.0f} s: {ops}",
             f"{fuzz['server_errors']} 5xx, {fuzz['undocumented']} undocumented statuses",
+        ),
+    ]
+    slow, search_flood = f["slow_clients"], f["search_flood"]
+    rows += [
+        (
+            "slow clients",
+            f"{slow['slow_clients']} form posts declaring {slow['declared_body_bytes'] // 1024} KiB and sending 1 KiB, "
+            f"held open while {slow['pages']} product pages were fetched; then the same straight at gunicorn",
+            f"through nginx: pages median {slow['page_median_s']:.3f} s, max {slow['page_max_s']:.3f} s "
+            f"(target < {slow['target_s']:g} s); the uploads, once whole: {counts(slow['uploads_answered'])}. "
+            f"Straight at gunicorn: one page in {slow['without_front']['page_s']:.1f} s "
+            f"(given up at {slow['without_front']['gave_up_after_s']} s); uploads: {counts(slow['without_front']['uploads_answered'])}",
+            "nothing: nginx holds the bodies, no gunicorn thread waits on them" if slow["held"] else "**a page waited or an upload was lost**",
+        ),
+        (
+            "search flood",
+            f"{search_flood['clients']} clients searching by photo back to back, no per-address rate, "
+            f"while {search_flood['pages']} product pages were fetched; then the same straight at gunicorn",
+            f"searches: {counts(search_flood['search_statuses'])} ({search_flood['searches_served_per_s']:.1f} served a second), "
+            f"of which {sum(search_flood['reached_django'].values())} got past nginx's rate to Django "
+            f"({counts(search_flood['reached_django'])}); "
+            f"pages median {search_flood['page_median_s']:.3f} s, p95 {search_flood['page_p95_s']:.3f} s, "
+            f"max {search_flood['page_max_s']:.3f} s (target p95 < {search_flood['target_p95_s']:g} s). "
+            f"Straight at gunicorn (Django's search pool alone): searches {counts(search_flood['without_front']['search_statuses'])}; "
+            f"pages median {search_flood['without_front']['page_median_s']:.3f} s, p95 {search_flood['without_front']['page_p95_s']:.3f} s, "
+            f"max {search_flood['without_front']['page_max_s']:.3f} s",
+            "nothing: the excess searches are answered 503 with Retry-After at once" if search_flood["held"] else "**pages waited past the target**",
         ),
     ]
     lines = ["| case | what was tried | result | lost |", "| --- | --- | --- | --- |"]
@@ -489,26 +695,44 @@ def main() -> int:
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["DJANGO_CACHE_URL"] = args.redis
+    os.environ["DJANGO_NUM_PROXIES"] = "1"  # nginx in front, as in the compose stack
     workdir = setup_django("bench.abuse_settings")
     pks, cookie = build_shop(args.products)
     photo = (CATALOG_DIR / "images" / f"{PHOTO_ID}.jpg").read_bytes()
-    figures: dict = {"products": len(pks), "workers": WORKERS, "threads": THREADS, "cpus": os.cpu_count()}
-    server = start(workdir / "gunicorn.log")
+    server = start(workdir, "gunicorn")
+    figures: dict = {
+        "products": len(pks),
+        "workers": server.workers,
+        "threads": server.threads,
+        "cpus": os.cpu_count(),
+        "cpu": cpu_name(cpu_flags()),
+        "loadavg_start": os.getloadavg(),
+    }
     try:
         warm_up(server, photo, args.redis)
         print("1. spoofed forwarding headers ...", flush=True)
         figures["spoofed_headers"] = spoofed_headers_case(server, photo, args.redis, args.flood)
-        print("2. hostile PNGs ...", flush=True)
-        figures["hostile_pngs"] = hostile_png_case(server, photo, args.redis, rounds=3, at_once=8)
         print("3. bogus Basic auth ...", flush=True)
         figures["bogus_basic"] = bogus_basic_case(server, pks, args.basic)
+        print("5. slow clients ...", flush=True)
+        figures["slow_clients"] = slow_clients_case(server, pks)
         server.stop()
+        server = start(workdir, "gunicorn-no-rate", search_rate="none")
+        warm_up(server, photo, args.redis)
+        print("2. hostile PNGs ...", flush=True)
+        figures["hostile_pngs"] = hostile_png_case(server, photo, args.redis, rounds=3, at_once=8)
         print("4. schema fuzzing ...", flush=True)
-        server = start(workdir / "gunicorn-fuzz.log", search_rate="none")
         figures["schema_fuzz"] = schema_fuzz_case(server, pks, cookie, args.fuzz_examples, args.seed, workdir)
+        print("6. search flood ...", flush=True)
+        figures["search_flood"] = search_flood_case(server, pks, photo)
+        figures["loadavg_end"] = os.getloadavg()
     finally:
         server.stop()
         reset_throttle_counts(args.redis)
+    print(
+        f"{figures['products']} products; {figures['workers']} gunicorn workers of {figures['threads']} threads behind nginx; "
+        f"{figures['cpus']} CPUs ({figures['cpu']}), load {figures['loadavg_start'][0]:.1f} -> {figures['loadavg_end'][0]:.1f}"
+    )
     print(table(figures))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -519,6 +743,8 @@ def main() -> int:
         and figures["bogus_basic"]["no_hashing"]
         and figures["bogus_basic"]["all_200"]
         and figures["schema_fuzz"]["clean"]
+        and figures["slow_clients"]["held"]
+        and figures["search_flood"]["held"]
     )
     if passed:
         shutil.rmtree(workdir)

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO  # noqa: E402
+from common import REPO, cpu_name  # noqa: E402
 from scale import (  # noqa: E402
     BACKENDS,
     Catalog,
@@ -364,8 +364,7 @@ def measure_events(sample: np.ndarray, count: int) -> dict:
 
 def report(f: dict) -> None:
     m = f["machine"]
-    vnni = "AVX-512 VNNI" if "avx512_vnni" in m["cpu_flags"] else ("AVX2" if "avx2" in m["cpu_flags"] else "no AVX2")
-    print(f"\n{f['products']} products, {f['backend']}; {m['cpus']} CPUs ({vnni}), load {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
+    print(f"\n{f['products']} products, {f['backend']}; {m['cpus']} CPUs ({cpu_name(m['cpu_flags'])}), load {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
     print(f"read p50 plain {f['read_p50_ms_plain']:.2f} ms, with rules+stock+groups {f['read_p50_ms_rules']:.2f} ms "
           f"({f['rules_ratio_p50']:.2f}x; target <= 1.5x); p95 {f['read_p95_ms_plain']:.2f} / {f['read_p95_ms_rules']:.2f} ms")
     print(f"short strips {f['short_strips']} of {f['sample']} (target 0); strips that searched beyond their list: {f['deeper_searches']}")

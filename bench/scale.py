@@ -68,7 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import CATALOG_DIR, REPO, Gunicorn, catalog_rows, get, rss_mb
+from common import CATALOG_DIR, REPO, Gunicorn, catalog_rows, cpu_flags, get, rss_mb
 
 VAR = REPO / "var" / "bench"
 GENDERS = ("Men", "Women", "Boys", "Girls")
@@ -360,15 +360,6 @@ def measure_staff_paths(runs: int) -> dict:
         "sweep_rss_before_mb": sweep["rss_before_mb"],
         "sweep_summary": sweep["summary"],
     }
-
-
-def cpu_flags() -> list[str]:
-    """The vector instructions that set the speed of the exact search here (from /proc/cpuinfo)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            present = set(line.partition(":")[2].split())
-            return [flag for flag in ("avx512_vnni", "avx512f", "avx2") if flag in present]
-    return []
 
 
 # --- the worker: saves and searches ----------------------------------------------------------

@@ -13,6 +13,9 @@
   (default 3600 seconds, the other two off: see docs/deploy.md before raising them)
 - DJANGO_CACHE_URL   redis://...: the cache shared by the web processes (search throttle counts);
   unset: a memory cache per process
+- DJANGO_NUM_PROXIES  how many proxies stand in front of Django, each overwriting or appending
+  X-Forwarded-For (DRF's NUM_PROXIES: the search throttle counts the address they report);
+  "1" in the compose stack, behind its nginx. Unset: none, the client is REMOTE_ADDR
 - VISUAL_RECS_CACHE_DIR  where the ResNet50 weights are built (default ~/.cache/visual_recs)
 - VISUAL_RECS_INDEX  "pgvector": nearest neighbours in PostgreSQL with pgvector (the compose
   stack); unset: the embedded exact index
@@ -70,6 +73,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a body declared larger than the largest photo upload is answered 413 before any
+    # middleware below reads it (CsrfViewMiddleware reads a POST's form, files spooled to disk).
+    "visual_recs.middleware.RequestSizeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The CSS without DEBUG (gunicorn in compose): collected into STATIC_ROOT by the Dockerfile.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -130,6 +136,12 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 SIGN_IN_LOCKOUT = {"FAILURES_PER_ADDRESS": 5, "FAILURES_PER_USERNAME": 20, "WINDOW_SECONDS": 15 * 60}
+
+# Behind proxies that report the client in X-Forwarded-For (the compose stack's nginx: 1), the
+# search throttle, the events' flood limit and the sign-in lockout count that address; with
+# none, REMOTE_ADDR.
+# Never more than the proxies a request must pass, or a client's own header would be trusted.
+REST_FRAMEWORK = {"NUM_PROXIES": int(os.environ["DJANGO_NUM_PROXIES"])} if os.environ.get("DJANGO_NUM_PROXIES") else {}
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

@@ -12,6 +12,7 @@ import re
 import runpy
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -131,11 +133,65 @@ def test_the_four_services_and_their_images():
     assert re.search(r"^FROM python:3\.11-slim AS base$", DOCKERFILE, flags=re.MULTILINE)
 
 
-def test_web_serves_the_wsgi_app_with_gunicorn():
+def test_web_serves_the_wsgi_app_with_gunicorn(container_settings):
     cmd = " ".join(command("web"))
-    assert "gunicorn demo_shop.wsgi" in cmd
+    assert "gunicorn -c demo_shop/gunicorn.conf.py demo_shop.wsgi" in cmd
     assert "manage.py migrate" in cmd  # before the server starts
     assert (REPO / "demo_shop" / "wsgi.py").is_file()
+    gunicorn = runpy.run_path(str(REPO / "demo_shop" / "gunicorn.conf.py"))
+    # Threads beyond the search slots: a flood of searches never takes every one from the pages.
+    search_slots = container_settings["VISUAL_RECS"].get("MAX_CONCURRENT_SEARCHES", 2)
+    assert gunicorn["worker_class"] == "gthread" and gunicorn["threads"] > search_slots
+    assert gunicorn["bind"] == "0.0.0.0:8000"
+
+
+def test_only_the_proxy_is_published_and_it_reads_the_repositorys_nginx_config():
+    assert "ports" not in SERVICES["web"] and SERVICES["web"]["expose"] == ["8000"]
+    proxy = SERVICES["proxy"]
+    assert re.fullmatch(r"nginx:[\d.]+-alpine", proxy["image"])
+    assert [interpolated(port) for port in proxy["ports"]] == ["127.0.0.1:8000:8000"]
+    assert proxy["depends_on"] == {"web": {"condition": "service_healthy"}} and proxy["healthcheck"]["test"]
+    for entry in proxy["volumes"]:
+        source, target, mode = entry.split(":")
+        assert (REPO / source).is_file() and mode == "ro", entry
+    assert set(mounts("proxy")) == {
+        "/etc/nginx/conf.d/default.conf", "/etc/nginx/visual_recs_http.conf", "/etc/nginx/visual_recs.conf"
+    }
+    site = (REPO / "deploy/nginx/compose.conf").read_text()
+    assert "server web:8000;" in site and "listen 8000;" in site
+    assert "include /etc/nginx/visual_recs_http.conf;" in site and "include /etc/nginx/visual_recs.conf;" in site
+
+
+def test_the_compose_nginx_config_is_valid(tmp_path):
+    """``nginx -t`` on the proxy's files, with the container's paths and gunicorn's host made local."""
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    assert nginx, "nginx is not installed: apt-get install -y nginx-light"
+    site = (REPO / "deploy/nginx/compose.conf").read_text()
+    site = site.replace("server web:8000;", "server 127.0.0.1:8000;")
+    for name in ("visual_recs_http.conf", "visual_recs.conf"):
+        site = site.replace(f"/etc/nginx/{name}", str(REPO / "deploy/nginx" / name))
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid; error_log stderr; events {{}}\n"
+        f"http {{ client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path}; include {tmp_path}/site.conf; }}\n"
+    )
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_front_and_django_refuse_the_same_bodies(container_settings):
+    from visual_recs.conf import AppSettings
+
+    site = (REPO / "deploy/nginx/visual_recs.conf").read_text()
+    kib = int(re.search(r"^client_max_body_size (\d+)k;", site, flags=re.MULTILINE)[1])
+    with override_settings(VISUAL_RECS=container_settings["VISUAL_RECS"]):
+        assert kib * 1024 == AppSettings().MAX_REQUEST_BYTES
+    assert container_settings["MIDDLEWARE"][0] == "visual_recs.middleware.RequestSizeMiddleware"
+    # nginx overwrites X-Forwarded-For: Django trusts that one proxy, and no more.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in site
+    assert container_settings["REST_FRAMEWORK"]["NUM_PROXIES"] == 1
 
 
 def test_worker_consumes_the_queue_the_app_sends_to(container_settings):
@@ -181,7 +237,7 @@ def test_the_settings_under_the_compose_environment(container_settings):
     assert container_settings["SECRET_KEY"] == HOST_ENV["DJANGO_SECRET_KEY"]
     # No DEBUG to serve the CSS: WhiteNoise does, from what the image collected (the photos: demo_shop.urls).
     middleware = container_settings["MIDDLEWARE"]
-    assert middleware[:2] == ["django.middleware.security.SecurityMiddleware", "whitenoise.middleware.WhiteNoiseMiddleware"]
+    assert middleware[1:3] == ["django.middleware.security.SecurityMiddleware", "whitenoise.middleware.WhiteNoiseMiddleware"]
     assert DOCKERFILE.index("collectstatic --noinput") > DOCKERFILE.index("COPY demo_shop ./demo_shop")
     # Plain http on 127.0.0.1 until DJANGO_HTTPS=1: no redirect, cookies sent over http.
     assert not container_settings.get("SECURE_SSL_REDIRECT") and not container_settings.get("SESSION_COOKIE_SECURE")
@@ -199,7 +255,7 @@ def test_media_and_weights_are_shared_volumes_at_the_configured_paths(app_servic
 
 
 def test_health_checks_and_start_order():
-    for name in ("db", "redis", "web", "worker"):
+    for name in ("db", "redis", "web", "worker", "proxy"):
         assert SERVICES[name]["healthcheck"]["test"], name
     assert "pg_isready" in " ".join(SERVICES["db"]["healthcheck"]["test"])
     assert "ping" in SERVICES["redis"]["healthcheck"]["test"]

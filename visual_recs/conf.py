@@ -21,6 +21,8 @@ DEFAULT_EXTRACTOR: dict[str, Any] = {
     "BACKEND": "visual_recs.backends.fast.FastResNet50Extractor",
     "OPTIONS": {},
 }
+#: What a multipart form may add around a photo (boundaries, part headers, the other fields).
+FORM_OVERHEAD_BYTES = 64 * 1024
 DEFAULT_INDEX: dict[str, Any] = {
     "BACKEND": "visual_recs.backends.indexes.ExactIndex",
     "OPTIONS": {},
@@ -85,6 +87,15 @@ class AppSettings:
     def MAX_IMAGE_BYTES(self) -> int:
         """Largest photo file read, in bytes; bigger ones fail with a clear reason."""
         return int(self._get("MAX_IMAGE_BYTES", 20 * 1024 * 1024))
+
+    @property
+    def MAX_REQUEST_BYTES(self) -> int:
+        """Largest request body ``RequestSizeMiddleware`` lets in, by its declared ``Content-Length``.
+
+        By default the largest photo upload: ``MAX_IMAGE_BYTES`` and a form around it.
+        """
+        value = self._get("MAX_REQUEST_BYTES", None)
+        return int(value) if value is not None else self.MAX_IMAGE_BYTES + FORM_OVERHEAD_BYTES
 
     @property
     def MAX_IMAGE_PIXELS(self) -> int:

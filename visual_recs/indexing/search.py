@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..backends import get_extractor, get_index
-from ..conf import app_settings
+from ..conf import FORM_OVERHEAD_BYTES, app_settings
 from ..exceptions import ImageTooLarge, SearchBusy, SearchUnavailable, UnknownPartition, WeightsError
 from ..images import ImageSource, decode_image, read_image_bytes
 from ..models import FeatureVector, IndexStatus
@@ -24,9 +24,6 @@ from .reading import Similar, Strip, _Hit
 from .space import current_space
 
 logger = logging.getLogger(__name__)
-
-#: What a multipart form may add around the photo (boundaries, headers, the other fields).
-FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 
