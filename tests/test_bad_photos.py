@@ -4,12 +4,14 @@ readable reason, and never the save."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from PIL import Image
 
+from tests.catalog_files import released_if_read_blocked
 from tests.conftest import photo_bytes
 from visual_recs import indexing, registry, tasks
 from visual_recs.contrib.catalog.models import Product
@@ -95,6 +97,22 @@ def test_a_photo_missing_from_storage_fails_with_its_name(resnet_weights, django
     assert indexing.index(product, force=True) == "failed"
     vector = FeatureVector.objects.get(object_id=str(product.pk))
     assert vector.status == "failed" and "gone" in vector.error
+
+
+def test_a_photo_that_is_a_fifo_in_storage_fails_with_a_reason_and_never_holds_the_worker(
+    resnet_weights, django_capture_on_commit_callbacks
+):
+    """Opening a FIFO for reading waits for a writer: the worker must refuse it by its type instead."""
+    product = save_with_photo("pipe.jpg", photo_bytes("13683"), django_capture_on_commit_callbacks)
+    path = product.image.path
+    os.remove(path)
+    os.mkfifo(path)
+    with released_if_read_blocked(path) as released:  # the old code waited here until the watchdog wrote
+        outcome = indexing.index(product, force=True)
+    assert not released, "the worker waited on the FIFO"
+    assert outcome == "failed"
+    vector = FeatureVector.objects.get(object_id=str(product.pk))
+    assert vector.error == f"the photo file '{product.image.name}' is a FIFO (named pipe), not a regular file"
 
 
 def test_a_failed_photo_is_tried_up_to_the_attempt_limit_then_only_when_it_changes(

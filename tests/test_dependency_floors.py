@@ -58,7 +58,9 @@ def test_drf_stays_below_3_18_which_would_upgrade_django_4_2():
 
 def test_ci_audits_the_installed_packages_before_the_suites():
     run = (REPO / ".ci" / "run").read_text()
-    assert run.index("make audit") < run.index("make test")
+    assert run.index(".ci/audit") < run.index("make test")
+    # Only "cannot run here" (3) lets the suites go on; a vulnerability (1) ends the run.
+    assert '[ "$audit" -eq 3 ]' in run and 'exit "$audit"' in run
     audit = (REPO / ".ci" / "audit").read_text()
     assert "--vulnerability-service pypi --strict" in audit
     assert "audit:" in (REPO / "Makefile").read_text()

@@ -11,16 +11,13 @@ import io
 import os
 import shutil
 import stat
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from tests.catalog_files import write_catalog_csv
+from tests.catalog_files import released_if_read_blocked, write_catalog_csv
 from tests.conftest import CATALOG_DIR, ids_of
 from visual_recs import indexing, registry
 from visual_recs.contrib.catalog import importer
@@ -192,32 +189,6 @@ def test_photo_paths_cannot_leave_the_images_directory(tmp_path, images_dir, sam
     assert "photo path 'sub/link.jpg' resolves outside the images directory" in output
     assert "photo path '..\\\\outside.jpg' leads out" in output
     assert not Product.objects.exists() and media_files(media_root) == {}
-
-
-@contextmanager
-def released_if_read_blocked(fifo: Path, *, after_seconds: float = 30) -> Iterator[list[bool]]:
-    """A watchdog, so that code which opens ``fifo`` and waits for a writer fails the test instead of hanging it.
-
-    If after ``after_seconds`` something holds the FIFO open for reading (an ``open()`` blocked for
-    want of a writer), it is opened for writing and closed: the reader gets end of file, and the
-    list yielded holds True. Code that never waits on the FIFO finishes first and cancels it.
-    """
-    released: list[bool] = []
-
-    def release() -> None:
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO unless a reader has it open
-        except OSError:
-            return
-        os.close(fd)
-        released.append(True)
-
-    watchdog = threading.Timer(after_seconds, release)
-    watchdog.start()
-    try:
-        yield released
-    finally:
-        watchdog.cancel()
 
 
 def test_rows_with_a_nul_or_a_photo_that_is_not_a_regular_file_are_skipped_with_a_reason(

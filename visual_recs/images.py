@@ -16,6 +16,7 @@ from collections.abc import Collection
 from typing import IO, Any, Union
 
 import numpy as np
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import File
 from django.db.models.fields.files import FieldFile
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -178,6 +179,10 @@ def _read_django_file(source: File, max_bytes: int) -> bytes:
     if isinstance(source, FieldFile):
         if not source.name:
             raise MissingImage("no photo")
+        kind = _local_file_kind(source)
+        if kind not in (None, "file"):
+            # Opening a FIFO in MEDIA_ROOT would wait for a writer forever, and hang the worker.
+            raise UnreadableImage(f"the photo file '{source.name}' is {kind}, not a regular file")
         # A handle of our own from the storage: the FieldFile's may be stale (the file was
         # replaced or deleted) or in use by another thread.
         try:
@@ -205,6 +210,24 @@ def _read_django_file(source: File, max_bytes: int) -> bytes:
         # A file the caller opened is theirs to close.
         if opened_here:
             source.close()
+
+
+def _local_file_kind(source: FieldFile) -> str | None:
+    """What the photo's file is on a local disk ("file", "a FIFO (named pipe)", ...).
+
+    None where the storage keeps no local files (``path()`` is not implemented: S3 and the like
+    serve only regular objects), where the name is not the storage's, or where no such file
+    exists (``storage.open`` then says which).
+    """
+    try:
+        path = source.storage.path(source.name)
+    except (NotImplementedError, SuspiciousFileOperation):
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, unreadable, or a NUL in the name
+        return None
+    return _FILE_KINDS.get(stat.S_IFMT(mode), "something else")
 
 
 def _describe_bytes(n: int) -> str:
