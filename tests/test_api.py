@@ -356,6 +356,21 @@ def test_searches_past_the_process_cap_are_refused_at_once_with_retry_after(clie
     assert search(client, image=upload_of("13683")).status_code == 200  # the slot is free again
 
 
+def test_a_search_the_network_cannot_serve_is_answered_503_with_a_minutes_retry_after(client, catalog, monkeypatch):
+    """Missing or refused weights are not over in a second: clients are told to come back in a minute,
+    as the demo's page tells shoppers, and the reason stays in the server's log."""
+    from visual_recs.backends import get_extractor
+    from visual_recs.exceptions import WeightsError
+
+    def refuse(images):
+        raise WeightsError("the converted network /srv/weights/resnet50.xml is missing: run visual_recs_fetch_weights")
+
+    monkeypatch.setattr(get_extractor(), "extract", refuse)
+    response = search(client, image=upload_of("13683"))
+    assert response.status_code == 503 and response["Retry-After"] == "60"
+    assert response.json()["detail"] == "Unavailable: search by photo is unavailable right now; try again later."
+
+
 def test_a_shops_scoped_throttle_does_not_break_search(client, catalog, settings):
     settings.REST_FRAMEWORK = {
         "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],

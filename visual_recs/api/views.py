@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import events, experiments, indexing, registry
-from ..exceptions import ImageError, NotRegistered, SearchBusy, UnknownPartition
+from ..exceptions import ImageError, NotRegistered, SearchBusy, SearchUnavailable, UnknownPartition
 from ..registry import IndexedModel
 from .serializers import (
     ErrorSerializer,
@@ -58,6 +58,13 @@ class Busy(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "busy"
     wait = 1  # DRF's exception handler sends it as Retry-After (seconds)
+
+
+class Unavailable(Busy):
+    """Search by photo cannot run in this process (its network is missing or refused): not over in a second."""
+
+    default_code = "unavailable"
+    wait = 60
 
 
 def _registered(key: str) -> IndexedModel:
@@ -126,7 +133,7 @@ class SimilarItemsView(APIView):
         404: OpenApiResponse(ErrorSerializer, description="No model is registered under this key."),
         413: OpenApiResponse(ErrorSerializer, description="The request declares a body larger than a photo may be."),
         429: OpenApiResponse(ErrorSerializer, description="Too many searches; retry after Retry-After."),
-        503: OpenApiResponse(ErrorSerializer, description="This process runs its most searches at once; retry after Retry-After."),
+        503: OpenApiResponse(ErrorSerializer, description="This process runs its most searches at once (Retry-After: 1), or search by photo cannot run here now (Retry-After: 60)."),
     },
 )
 class SearchByImageView(APIView):
@@ -159,7 +166,9 @@ class SearchByImageView(APIView):
             raise InvalidInput(f"Unknown partition: {exc}.") from exc
         except ImageError as exc:
             raise InvalidInput(f"This photo cannot be used: {exc}.") from exc
-        except SearchBusy as exc:  # and SearchUnavailable: 503, try again later
+        except SearchUnavailable as exc:  # the reason (which command fixes it) is in the server's log
+            raise Unavailable(f"Unavailable: {exc}.") from exc
+        except SearchBusy as exc:
             raise Busy(f"Busy: {exc}.") from exc
         payload = {"partition": partition, "results": results}
         return Response(SearchResultsSerializer(payload, context=_context(request, indexed_model)).data)
