@@ -92,6 +92,21 @@ def test_the_search_throttle_counts_the_client_behind_the_front_not_its_headers(
     assert statuses == [400, 400, 400, 429, 429]  # 400: no photo, but past the throttle
 
 
+def test_a_browsers_form_post_through_the_front_passes_the_csrf_origin_check(front):
+    """A browser sends ``Origin`` with every POST; Django compares it with the Host it was given,
+    port included: nginx must pass the client's Host on, not its own name without the port."""
+    nginx, _ = front
+    secret = SlowUpload.CSRF_SECRET  # the form's token, sent unmasked, as the cookie's
+    origin = f"http://127.0.0.1:{nginx.port}"  # what the browser's address bar shows
+    answer = send(
+        nginx.port, "POST", "/admin/login/?next=/admin/",
+        f"csrfmiddlewaretoken={secret}&username=nobody&password=wrong".encode(),
+        {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={secret}", "Origin": origin},
+    )  # fmt: skip
+    assert answer.status == 200, answer.body[:300]  # the form again, with its error: past the CSRF check
+    assert b"Please enter the correct username and password" in answer.body
+
+
 def test_photos_are_asked_of_the_demos_view_not_served_by_nginx(front):
     nginx, _ = front
     answer = send(nginx.port, "GET", "/media/images/no-such-photo.jpg")
