@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bench.common import REPO, Gunicorn, Nginx, SlowUpload, send
+from tests.test_browser import browser  # noqa: F401  (the fixture)
 
 # More clients trickling a 1 MiB body than gunicorn has threads in all (2 workers x 8): without
 # a buffering front each would hold a thread, and the page below would wait behind them.
@@ -105,6 +106,25 @@ def test_a_browsers_form_post_through_the_front_passes_the_csrf_origin_check(fro
     )  # fmt: skip
     assert answer.status == 200, answer.body[:300]  # the form again, with its error: past the CSRF check
     assert b"Please enter the correct username and password" in answer.body
+
+
+@pytest.mark.browser
+def test_staff_sign_in_to_the_admin_through_the_front_in_a_real_browser(front, browser):
+    """Chromium through nginx, as a shop's staff would: cookies, the CSRF check, the redirects."""
+    from selenium.webdriver.common.by import By
+
+    from tests.test_rules_browser import log_in
+
+    nginx, _ = front
+    password = secrets.token_urlsafe(16)
+    subprocess.run(
+        [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", "staff", "--email", "staff@example.com"],
+        cwd=REPO, env={**os.environ, "DJANGO_SUPERUSER_PASSWORD": password}, check=True, timeout=120,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{nginx.port}"
+    log_in(browser, f"{base}/admin/login/?next=/admin/", {"id_username": "staff", "id_password": password}, "input[type=submit]")
+    assert browser.current_url == f"{base}/admin/"
+    assert "Site administration" in browser.find_element(By.TAG_NAME, "h1").text
 
 
 def test_photos_are_asked_of_the_demos_view_not_served_by_nginx(front):
