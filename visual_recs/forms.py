@@ -40,6 +40,13 @@ PIN_POSITIONS = 50
 PARTITIONS_NAMED = 20
 
 _ID_FIELDS = ("source_id", "target_id")
+#: What each kind reads; the form empties the rest, so a stored rule holds only what it does.
+_USED = {
+    Rule.Kind.PIN: {"target_id", "position"},
+    Rule.Kind.EXCLUDE: {"target_id", "field", "value"},
+    Rule.Kind.BOOST: {"field", "within_percent", "strength"},
+}
+_KIND_FIELDS = ("target_id", "field", "value", "position", "within_percent", "strength")
 
 
 class PhotoField(forms.FileField):
@@ -65,13 +72,6 @@ class PhotoField(forms.FileField):
         if hasattr(upload, "seek") and callable(upload.seek):
             upload.seek(0)  # read again when the model saves it
         return upload
-#: What each kind reads; the form empties the rest, so a stored rule holds only what it does.
-_USED = {
-    Rule.Kind.PIN: {"target_id", "position"},
-    Rule.Kind.EXCLUDE: {"target_id", "field", "value"},
-    Rule.Kind.BOOST: {"field", "within_percent", "strength"},
-}
-_KIND_FIELDS = ("target_id", "field", "value", "position", "within_percent", "strength")
 
 
 def registrations() -> dict[int, IndexedModel]:
